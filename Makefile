@@ -1,0 +1,33 @@
+# One-command entry points. `make app` and `make test` create .venv and install everything first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install app test test-all zoo lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+app: install
+	$(VENV)/bin/collab app
+
+test: install
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-all: install
+	$(PY) -m pytest -q -n 2
+
+zoo: install
+	$(VENV)/bin/collab zoo
+
+lint: install
+	$(VENV)/bin/ruff check analysis app tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

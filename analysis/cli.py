@@ -1,0 +1,158 @@
+"""The ``collab`` command line: train, eval, runs, app, zoo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from analysis.errors import CollabError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except CollabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; checkpoints written so far are kept (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collab", description="Train and explore collaboratively learned networks.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a run from a YAML preset")
+    p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/dml_digits.yaml (optional with --resume)")
+    p.add_argument("--out", help="run folder to write (default: runs/<preset name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="per-peer and ensemble accuracy of a run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--checkpoint", default="best", help="best, last or epoch_NNN (default: best)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("runs", help="list the runs under a root folder")
+    p.add_argument("--root", default=str(REPO / "runs"), help="folder holding run folders (default: runs/)")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("app", help="open the Streamlit dashboard on localhost")
+    p.add_argument("--root", default=str(REPO / "runs"), help="runs root the app may open (default: runs/)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1", help="listen address (default: localhost only)")
+    p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("zoo", help="rebuild the embedded default runs deterministically")
+    p.add_argument("--root", default=str(REPO / "runs"))
+    p.add_argument("--only", action="append", help="rebuild only this run (repeatable)")
+    p.set_defaults(func=cmd_zoo)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from analysis.training import Trainer, config_from_dict, load_config
+    from analysis.training.schema import to_dict
+
+    out = Path(args.out) if args.out else None
+    if args.resume:
+        if out is None:
+            raise CollabError("--resume needs --out RUN_FOLDER naming the run to continue")
+        config = _resume_config(out, args)
+    else:
+        if args.config is None:
+            raise CollabError("collab train needs a YAML preset, e.g. collab train configs/dml_digits.yaml")
+        config = load_config(args.config, args.overrides)
+        out = out or REPO / "runs" / Path(args.config).stem
+    config = config_from_dict(to_dict(config))
+    run = Trainer(config, out, progress=not args.no_progress).fit(resume=args.resume)
+    print(f"run written to {run}")
+    return 0
+
+
+def _resume_config(out: Path, args: argparse.Namespace):
+    import yaml
+
+    from analysis.runs import CONFIG
+    from analysis.training import config_from_dict, load_config
+
+    saved_path = out / CONFIG
+    if not saved_path.is_file():
+        raise CollabError(f"{out} has no {CONFIG} to resume from; start it without --resume")
+    saved = config_from_dict(yaml.safe_load(saved_path.read_text()))
+    if args.config or args.overrides:
+        given = load_config(args.config, args.overrides) if args.config else load_config(saved_path, args.overrides)
+        if given.to_dict() != saved.to_dict():
+            raise CollabError(f"the given config differs from the one {out} was trained with; resume without changes")
+    return saved
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from analysis.runs import load_run
+    from analysis.training.stats import evaluate
+    import torch
+
+    run = load_run(args.run, checkpoint=args.checkpoint)
+    loader = DataLoader(run.dataset(args.split), batch_size=256)
+    result = evaluate(run.model, loader, device=torch.device("cpu"))
+    print(f"{run.name} ({run.manifest['method']} on {run.manifest['dataset']}, {args.split}, checkpoint {args.checkpoint})")
+    for name, acc, loss in zip(run.peer_names, result["peer_acc"], result["peer_loss"]):
+        print(f"  {name:<24} acc {100 * acc:6.2f}%  loss {loss:.4f}")
+    print(f"  {'ensemble':<24} acc {100 * result['ensemble_acc']:6.2f}%  loss {result['ensemble_loss']:.4f}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    import json
+
+    from analysis.runs import MANIFEST, list_runs
+
+    found = list_runs(args.root)
+    if not found:
+        print(f"no runs under {args.root}; train one with `collab train` or rebuild the defaults with `collab zoo`")
+        return 0
+    print(f"{'run':<28} {'method':<12} {'dataset':<10} {'peers':>5} {'best acc':>9}  status")
+    for path in found:
+        m = json.loads((path / MANIFEST).read_text())
+        acc = f"{100 * m['best_acc']:.2f}%" if m.get("best_acc", -1) >= 0 else "-"
+        print(f"{path.name:<28} {m['method']:<12} {m['dataset']:<10} {len(m['peer_names']):>5} {acc:>9}  {m['status']}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    entry = REPO / "app" / "main.py"
+    if not entry.is_file():
+        raise CollabError(f"the app is not found at {entry}; run `collab app` from a source checkout")
+    env = {**os.environ, "COLLAB_RUNS_ROOT": str(Path(args.root).resolve())}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", args.address,
+           "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from analysis.zoo import build_zoo
+
+    for path in build_zoo(args.root, only=args.only):
+        print(f"rebuilt {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

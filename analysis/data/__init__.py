@@ -1,0 +1,108 @@
+"""Datasets and per-peer views.
+
+``build_dataset(name, ...)`` returns a :class:`DataBundle` whose splits yield
+``(image (C, H, W) float32 in [0, 1], label int)``. Registered names: ``digits`` (bundled with
+scikit-learn), ``shapes`` (procedural, with boxes), ``cifar10``, ``cifar100``, ``svhn``,
+``mnist``, ``imagefolder`` (from ``root``), and the tiny ``test_digits`` / ``test_shapes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from analysis.data.augment import Augment, augment_for
+from analysis.data.bundle import DataBundle
+from analysis.data.digits import build_digits
+from analysis.data.shapes import build_shapes
+from analysis.data.tv import (
+    CIFAR10,
+    CIFAR100,
+    build_cifar,
+    build_imagefolder,
+    build_mnist,
+    build_svhn,
+)
+from analysis.data.views import MultiView
+from analysis.errors import CollabError
+from analysis.registry import Registry
+
+__all__ = ["DATASETS", "Augment", "DataBundle", "MultiView", "augment_for", "build_dataset"]
+
+DATASETS = Registry("dataset")
+
+# Every builder takes the same keywords: root, download, image_size (None = the dataset's
+# default) and seed (the training seed). Built-in datasets ignore root and download.
+
+
+@DATASETS.register("digits")
+def _digits(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_digits(image_size=image_size or 32)
+
+
+@DATASETS.register("test_digits")
+def _test_digits(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_digits(image_size=image_size or 16, limit=(200, 100))
+
+
+@DATASETS.register("shapes")
+def _shapes(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_shapes(image_size=image_size or 64, n_train=4000, n_test=1000, seed=seed)
+
+
+@DATASETS.register("test_shapes")
+def _test_shapes(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_shapes(image_size=image_size or 32, n_train=240, n_test=120, seed=seed)
+
+
+@DATASETS.register("cifar10")
+def _cifar10(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_cifar(CIFAR10, root=root, download=download, image_size=image_size)
+
+
+@DATASETS.register("cifar100")
+def _cifar100(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_cifar(CIFAR100, root=root, download=download, image_size=image_size)
+
+
+@DATASETS.register("svhn")
+def _svhn(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_svhn(root=root, download=download, image_size=image_size)
+
+
+@DATASETS.register("mnist")
+def _mnist(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_mnist(root=root, download=download, image_size=image_size)
+
+
+@DATASETS.register("imagefolder")
+def _imagefolder(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_imagefolder(root=root, image_size=image_size)
+
+
+def build_dataset(
+    name: str,
+    *,
+    root: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> DataBundle:
+    """Build the registered dataset ``name``.
+
+    Args:
+        name: A name from ``DATASETS.list()``; unknown names raise CollabError listing them.
+        root: Folder holding on-disk datasets (default ``./data``); unused by built-ins.
+        download: Allow fetching torchvision datasets into ``root``; nothing is fetched otherwise.
+        image_size: Side of the square images; ``None`` takes the dataset's default.
+        seed: The training seed. Test splits never depend on it; the ``shapes`` training
+            images do (a new seed draws new images), every other training split is fixed.
+
+    Returns:
+        A :class:`DataBundle` whose ``name`` is ``name``.
+    """
+    if image_size is not None and image_size < 8:
+        raise CollabError(
+            f"image_size must be at least 8 pixels, got {image_size}; set data.image_size to 8 or more"
+        )
+    bundle = DATASETS.get(name)(root=root, download=download, image_size=image_size, seed=seed)
+    return bundle if bundle.name == name else dataclasses.replace(bundle, name=name)

@@ -1,0 +1,82 @@
+"""What every collaborative method provides: its options, its model wiring and its loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from analysis.models import CollabOutput, CollaborativeModel, create_model
+
+
+class DataShape(Protocol):
+    """The dataset facts a model needs: a ``DataBundle`` or the ``data`` record of a manifest."""
+
+    num_classes: int
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class MethodOptions:
+    """Options every method has; subclasses add their own (temperature, weights, ...)."""
+
+    name: str
+
+
+LossParts = dict[str, torch.Tensor]
+
+
+class Method:
+    """Base class: K peers built from the model registry, trained side by side.
+
+    Subclasses set ``Options`` and override :meth:`loss` (and :meth:`build_model` when the
+    peers are wired differently, e.g. a shared trunk).
+
+    Attributes:
+        per_peer_views: if True each peer gets its own independently augmented view of every
+            image, i.e. the model receives (K, B, C, H, W) batches during training.
+    """
+
+    Options: type[MethodOptions] = MethodOptions
+    per_peer_views: bool = False
+
+    def __init__(self, options: MethodOptions) -> None:
+        self.options = options
+
+    def build_model(self, model_cfg: Any, data: DataShape) -> nn.Module:
+        """Build a :class:`CollaborativeModel` of ``model_cfg.peers`` registered networks."""
+        arch = model_cfg.arch
+        names = arch if isinstance(arch, list) else [arch] * model_cfg.peers
+        peers = [
+            create_model(name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options)
+            for name in names
+        ]
+        return CollaborativeModel(
+            peers,
+            mean=data.mean,
+            std=data.std,
+            peer_names=[f"{name}#{i}" for i, name in enumerate(names)],
+            ensemble=model_cfg.ensemble,
+        )
+
+    def loss(self, out: CollabOutput, target: torch.Tensor, *, epoch: float) -> tuple[torch.Tensor, LossParts]:
+        """Return the total training objective and its named parts (for logging).
+
+        Args:
+            out: the model output, ``peer_logits`` (K, B, C).
+            target: (B,) class indices.
+            epoch: fractional epoch (e.g. 2.5 = half-way through the third), for warm-ups.
+        """
+        raise NotImplementedError
+
+
+def peer_cross_entropy(peer_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each peer: (K, B, C), (B,) -> (K,)."""
+    k, b, c = peer_logits.shape
+    ce = F.cross_entropy(peer_logits.reshape(k * b, c), target.repeat(k), reduction="none")
+    return ce.view(k, b).mean(dim=1)

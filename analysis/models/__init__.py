@@ -1,0 +1,26 @@
+"""Architectures and collaborative containers.
+
+``MODELS`` maps names to builders ``fn(*, num_classes, in_chans=3, **options) -> nn.Module``;
+build them through :func:`create_model`, which checks the options. Every registered network
+is a :class:`StagedNet`: it exposes ``probe_layers``, ``feature_dim``, ``forward_features``
+and a linear ``fc`` head. The family modules are imported here so that they register.
+"""
+
+from analysis.models import cifar_resnet, tiny, tv_resnet, vgg, wrn  # noqa: F401  (registration)
+from analysis.models.base import StagedNet
+from analysis.models.collaborative import CollaborativeModel, Normalize, PeerModule
+from analysis.models.factory import MODELS, count_parameters, create_model, model_options
+from analysis.models.output import CollabOutput, combine_logits
+
+__all__ = [
+    "MODELS",
+    "CollabOutput",
+    "CollaborativeModel",
+    "Normalize",
+    "PeerModule",
+    "StagedNet",
+    "combine_logits",
+    "count_parameters",
+    "create_model",
+    "model_options",
+]

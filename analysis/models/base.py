@@ -1,0 +1,95 @@
+"""The common shape of every registered classifier: named feature stages, then a linear head.
+
+Every network in the registry is a :class:`StagedNet`. Its feature modules are registered as
+attributes in the order ``forward`` runs them (e.g. ``conv1, bn1, relu, layer1, layer2, layer3,
+avgpool, flatten``), followed by ``dropout`` and the classifier ``fc``. Keeping ``forward`` a
+plain composition of named attributes is what lets later code
+
+* address stages by module path (``probe_layers``) for hooks and CKA, and
+* cut a network into a shared trunk (``feature_names`` up to ``layer1``) and per-peer branches
+  (the remaining feature modules, ``dropout`` and ``fc``) without rewriting its forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+class StagedNet(nn.Module):
+    """A classifier whose forward is ``fc(dropout(features(x)))`` over named stages.
+
+    Args:
+        features: ordered mapping name -> module; applied in order they turn images
+            (B, in_chans, H, W) into pooled features (B, feature_dim). The last entries are
+            normally ``avgpool`` (global pooling) and ``flatten``.
+        fc: the classifier, ``nn.Linear(feature_dim, num_classes)``.
+        probe_layers: module paths of the main stages, e.g. ``["conv1", "layer1", ...]``.
+        dropout: dropout probability applied to the pooled features before ``fc``.
+
+    Attributes:
+        feature_names: the names of ``features`` in forward order.
+        feature_dim: size of the pooled feature vector (``fc.in_features``).
+        probe_layers: module paths (relative to this network) of its main stages.
+    """
+
+    def __init__(
+        self,
+        features: Mapping[str, nn.Module],
+        fc: nn.Linear,
+        *,
+        probe_layers: Sequence[str],
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        reserved = {"dropout", "fc"} & set(features)
+        if reserved:
+            raise ValueError(f"feature stage names {sorted(reserved)} are reserved for the head")
+        for name, module in features.items():
+            self.add_module(name, module)
+        self.feature_names: tuple[str, ...] = tuple(features)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = fc
+        self.feature_dim: int = fc.in_features
+        self.probe_layers: list[str] = list(probe_layers)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features: (B, in_chans, H, W) -> (B, feature_dim)."""
+        for name in self.feature_names:
+            x = self._modules[name](x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits: (B, in_chans, H, W) -> (B, num_classes)."""
+        return self.fc(self.dropout(self.forward_features(x)))
+
+
+def global_pool() -> dict[str, nn.Module]:
+    """The ``avgpool`` + ``flatten`` tail shared by all families: (B, C, H, W) -> (B, C)."""
+    return {"avgpool": nn.AdaptiveAvgPool2d(1), "flatten": nn.Flatten(1)}
+
+
+def conv_bn_relu(in_chans: int, out_chans: int, *, stride: int = 1) -> nn.Sequential:
+    """3x3 conv (no bias, padding 1) -> BN -> ReLU: (B, in, H, W) -> (B, out, H/s, W/s)."""
+    return nn.Sequential(
+        nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_chans),
+        nn.ReLU(),
+    )
+
+
+def init_weights(module: nn.Module) -> None:
+    """He-normal convolutions (fan-out, as in He et al. 2015), unit BN, zero biases.
+
+    Linear layers keep PyTorch's default initialisation.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,201 @@
+"""CIFAR-style ResNets (He et al. 2016, section 4.2) with basic or bottleneck blocks.
+
+Layout: 3x3 stem conv to ``width`` channels -> BN -> ReLU, three stages of planes
+``width, 2*width, 4*width`` with strides 1, 2, 2 (no fourth stage), global average pool, fc.
+A ResNet-d has (d - 2) / 6 basic blocks or (d - 2) / 9 bottleneck blocks per stage.
+
+Conventions (they fix the parameter counts the tests check):
+
+* every convolution is bias-free and followed by its own BN (post-activation ResNet v1);
+* ReLUs are separate, non-inplace modules, so a hook on any module sees exactly its output;
+* a block whose input and output shapes differ gets a projection shortcut, 1x1 conv + BN
+  ("option B"). For bottleneck networks this includes the first block of stage 1, whose
+  input has ``width`` channels and output ``4 * width``;
+* the stem has ``width`` channels, so dividing the width (Divide-and-Co-training) shrinks the
+  stem too. With these rules a bottleneck ResNet-110 for 100 classes has 1,170,868
+  parameters at width 16, 666,736 at width 12 and 303,564 at width 8 (x S = the paper's totals).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from analysis.errors import CollabError
+from analysis.models.base import StagedNet, global_pool, init_weights
+from analysis.models.factory import MODELS
+
+BLOCK_TYPES = ("basic", "bottleneck")
+
+
+def _shortcut(in_chans: int, out_chans: int, stride: int) -> nn.Module:
+    """Identity, or 1x1 conv + BN when the block changes the shape."""
+    if stride == 1 and in_chans == out_chans:
+        return nn.Identity()
+    return nn.Sequential(
+        nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False), nn.BatchNorm2d(out_chans)
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs: (B, in, H, W) -> (B, planes, H/stride, W/stride)."""
+
+    expansion = 1
+
+    def __init__(self, in_chans: int, planes: int, *, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.shortcut = _shortcut(in_chans, planes, stride)
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 with the stride, 1x1 expand: (B, in, H, W) -> (B, 4*planes, H/s, W/s)."""
+
+    expansion = 4
+
+    def __init__(self, in_chans: int, planes: int, *, stride: int = 1) -> None:
+        super().__init__()
+        out_chans = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_chans, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_chans, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_chans)
+        self.relu1 = nn.ReLU()
+        self.relu2 = nn.ReLU()
+        self.shortcut = _shortcut(in_chans, out_chans, stride)
+        self.relu3 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu3(out + self.shortcut(x))
+
+
+def blocks_per_stage(depth: int, block: str) -> int:
+    """(depth - 2) / 6 for basic blocks, (depth - 2) / 9 for bottlenecks; CollabError otherwise."""
+    if block not in BLOCK_TYPES:
+        raise CollabError(f"unknown ResNet block {block!r}; use block='basic' or 'bottleneck'")
+    per_block = 2 if block == "basic" else 3
+    n, rest = divmod(depth - 2, 3 * per_block)
+    if n < 1 or rest:
+        hint = "8, 20, 32, 44, 56, 110" if block == "basic" else "11, 20, 29, 110, 164"
+        raise CollabError(
+            f"a CIFAR ResNet with {block} blocks cannot have depth {depth} "
+            f"(depth - 2 must be a positive multiple of {3 * per_block}); use e.g. {hint}"
+        )
+    return n
+
+
+def _stage(block_cls: type, in_chans: int, planes: int, n: int, stride: int) -> nn.Sequential:
+    blocks = []
+    for i in range(n):
+        blocks.append(block_cls(in_chans, planes, stride=stride if i == 0 else 1))
+        in_chans = planes * block_cls.expansion
+    return nn.Sequential(*blocks)
+
+
+def cifar_resnet_net(
+    *,
+    depth: int,
+    num_classes: int,
+    in_chans: int = 3,
+    width: int = 16,
+    block: str = "basic",
+    dropout: float = 0.0,
+) -> StagedNet:
+    """Build a CIFAR ResNet-``depth``: (B, in_chans, H, W) -> (B, num_classes), H, W >= 8.
+
+    Args:
+        depth: total number of weighted layers (convs on the main path + fc).
+        width: stem channels and stage-1 planes; stages use width, 2*width, 4*width.
+        block: ``"basic"`` or ``"bottleneck"`` (expansion 4).
+        dropout: dropout probability on the pooled features, before ``fc``.
+    """
+    n = blocks_per_stage(depth, block)
+    if width < 1:
+        raise CollabError(f"ResNet width must be a positive integer, got {width}; use e.g. 16")
+    block_cls = BasicBlock if block == "basic" else Bottleneck
+    features: dict[str, nn.Module] = {
+        "conv1": nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
+        "bn1": nn.BatchNorm2d(width),
+        "relu": nn.ReLU(),
+    }
+    chans = width
+    for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2)], start=1):
+        features[f"layer{i}"] = _stage(block_cls, chans, width * mult, n, stride)
+        chans = width * mult * block_cls.expansion
+    features.update(global_pool())
+    net = StagedNet(
+        features,
+        nn.Linear(chans, num_classes),
+        probe_layers=["conv1", "layer1", "layer2", "layer3"],
+        dropout=dropout,
+    )
+    init_weights(net)
+    return net
+
+
+def _variant(depth: int, default_block: str):
+    """A registered builder for one depth, with every option keyword-only and inspectable."""
+
+    def build(
+        *,
+        num_classes: int,
+        in_chans: int = 3,
+        width: int = 16,
+        block: str = default_block,
+        dropout: float = 0.0,
+    ) -> nn.Module:
+        return cifar_resnet_net(
+            depth=depth,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            width=width,
+            block=block,
+            dropout=dropout,
+        )
+
+    build.__name__ = f"resnet{depth}"
+    build.__doc__ = (
+        f"CIFAR ResNet-{depth} ({default_block} blocks by default); see cifar_resnet_net."
+    )
+    return build
+
+
+for _depth in (8, 20, 32, 44, 56, 110):
+    MODELS.register(f"resnet{_depth}")(_variant(_depth, "basic"))
+MODELS.register("resnet164")(_variant(164, "bottleneck"))
+
+
+@MODELS.register("cifar_resnet")
+def cifar_resnet(
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    depth: int = 20,
+    width: int = 16,
+    block: str = "basic",
+    dropout: float = 0.0,
+) -> nn.Module:
+    """A CIFAR ResNet of any valid depth, e.g. ``depth=110, block="bottleneck"``."""
+    return cifar_resnet_net(
+        depth=depth,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        width=width,
+        block=block,
+        dropout=dropout,
+    )

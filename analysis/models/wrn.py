@@ -1,0 +1,137 @@
+"""CIFAR Wide-ResNets WRN-d-k (Zagoruyko & Komodakis 2016).
+
+Layout: 3x3 stem conv 3 -> 16 (fixed, whatever k), three stages of (d - 4) / 6 pre-activation
+basic blocks with planes 16k, 32k, 64k and strides 1, 2, 2, then BN -> ReLU -> global average
+pool -> fc. A block is BN -> ReLU -> 3x3 conv -> BN -> ReLU -> dropout -> 3x3 conv, plus a
+shortcut; when the shape changes the shortcut is a bias-free 1x1 conv (no BN) applied to the
+pre-activated input, as in the authors' code. WRN-28-10 for 100 classes has 36,536,884
+parameters and WRN-16-8 has 11,007,540 (the Divide-and-Co-training paper: 36.5M, 11.0M).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from analysis.errors import CollabError
+from analysis.models.base import StagedNet, global_pool, init_weights
+from analysis.models.factory import MODELS
+
+
+class WideBlock(nn.Module):
+    """Pre-activation basic block: (B, in, H, W) -> (B, out, H/stride, W/stride)."""
+
+    def __init__(self, in_chans: int, out_chans: int, *, stride: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_chans)
+        self.relu1 = nn.ReLU()
+        self.conv1 = nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_chans)
+        self.relu2 = nn.ReLU()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False)
+        self.project = stride != 1 or in_chans != out_chans
+        self.shortcut = (
+            nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False)
+            if self.project
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = self.relu1(self.bn1(x))
+        out = self.conv1(act)
+        out = self.conv2(self.dropout(self.relu2(self.bn2(out))))
+        # The projection sees the activated input; an identity shortcut keeps the raw input.
+        return out + (self.shortcut(act) if self.project else x)
+
+
+def wrn_net(
+    *,
+    depth: int,
+    widen: int,
+    num_classes: int,
+    in_chans: int = 3,
+    dropout: float = 0.0,
+    fc_dropout: float = 0.0,
+) -> StagedNet:
+    """Build WRN-``depth``-``widen``: (B, in_chans, H, W) -> (B, num_classes).
+
+    Args:
+        depth: 6n + 4 for n blocks per stage (16, 22, 28, 40, ...).
+        widen: the widening factor k; stage planes are 16k, 32k, 64k.
+        dropout: dropout between the two convs of every block (the WRN paper's option).
+        fc_dropout: dropout on the pooled features, before ``fc``.
+    """
+    n, rest = divmod(depth - 4, 6)
+    if n < 1 or rest:
+        raise CollabError(
+            f"a Wide-ResNet cannot have depth {depth} (depth - 4 must be a positive multiple "
+            "of 6); use e.g. 16, 22, 28 or 40"
+        )
+    if widen < 1:
+        raise CollabError(f"Wide-ResNet widen must be a positive integer, got {widen}; use e.g. 4")
+    features: dict[str, nn.Module] = {"conv1": nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)}
+    chans = 16
+    for i, (planes, stride) in enumerate([(16, 1), (32, 2), (64, 2)], start=1):
+        blocks = []
+        for j in range(n):
+            blocks.append(
+                WideBlock(chans, planes * widen, stride=stride if j == 0 else 1, dropout=dropout)
+            )
+            chans = planes * widen
+        features[f"layer{i}"] = nn.Sequential(*blocks)
+    features.update({"bn": nn.BatchNorm2d(chans), "relu": nn.ReLU()})
+    features.update(global_pool())
+    net = StagedNet(
+        features,
+        nn.Linear(chans, num_classes),
+        probe_layers=["conv1", "layer1", "layer2", "layer3"],
+        dropout=fc_dropout,
+    )
+    init_weights(net)
+    return net
+
+
+@MODELS.register("wrn")
+def wrn(
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    depth: int = 16,
+    widen: int = 4,
+    dropout: float = 0.0,
+    fc_dropout: float = 0.0,
+) -> nn.Module:
+    """WRN-depth-widen; see :func:`wrn_net`."""
+    return wrn_net(
+        depth=depth,
+        widen=widen,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        dropout=dropout,
+        fc_dropout=fc_dropout,
+    )
+
+
+def _variant(depth: int, widen: int):
+    """A registered builder for WRN-depth-widen with the remaining options inspectable."""
+
+    def build(
+        *, num_classes: int, in_chans: int = 3, dropout: float = 0.0, fc_dropout: float = 0.0
+    ) -> nn.Module:
+        return wrn_net(
+            depth=depth,
+            widen=widen,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            dropout=dropout,
+            fc_dropout=fc_dropout,
+        )
+
+    build.__name__ = f"wrn{depth}_{widen}"
+    build.__doc__ = f"WRN-{depth}-{widen}; see wrn_net."
+    return build
+
+
+for _depth, _widen in ((16, 4), (16, 8), (28, 10)):
+    MODELS.register(f"wrn{_depth}_{_widen}")(_variant(_depth, _widen))

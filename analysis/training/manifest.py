@@ -1,0 +1,66 @@
+"""The run manifest: everything needed to rebuild and cite a run besides its config."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from analysis.training.config import Config
+
+
+def build_manifest(config: Config, data: Any, model: nn.Module, *, status: str, **extra: Any) -> dict[str, Any]:
+    peers = getattr(model, "peers", [])
+    return {
+        "method": config.method.name,
+        "dataset": data.name,
+        "data": {
+            "num_classes": data.num_classes,
+            "in_chans": data.in_chans,
+            "image_size": data.image_size,
+            "mean": list(data.mean),
+            "std": list(data.std),
+            "class_names": list(data.class_names),
+        },
+        "peer_names": list(getattr(model, "peer_names", [])),
+        "param_counts": [sum(p.numel() for p in peer.parameters()) for peer in peers],
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "seed": config.train.seed,
+        "epochs": config.train.epochs,
+        "status": status,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "collablens": _package_version(),
+        },
+        "git_sha": git_sha(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        sha = out.stdout.strip()
+        return sha if out.returncode == 0 and len(sha) == 40 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("collablens")
+    except PackageNotFoundError:
+        return "dev"

@@ -1,0 +1,25 @@
+"""CollabLens app entry point: ``streamlit run app/main.py``.
+
+Runs are listed from ``$COLLAB_RUNS_ROOT`` (default ``<repo>/runs``).
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # `streamlit run` only puts app/ itself on the path
+    sys.path.insert(0, str(HERE.parent))
+
+from app import common
+
+st.set_page_config(page_title="CollabLens", layout="wide")
+page = st.navigation(
+    [
+        st.Page(HERE / "pages" / "overview.py", title="Overview", default=True),
+        st.Page(HERE / "pages" / "agreement.py", title="Agreement"),
+    ]
+)
+common.run_picker()
+page.run()
