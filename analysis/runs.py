@@ -82,12 +82,19 @@ def is_run(path: Path) -> bool:
 
 
 def list_runs(root: str | Path) -> list[Path]:
-    """Run folders directly under ``root`` (or one level deeper), sorted by path."""
+    """Run folders directly under ``root`` (or one level deeper), sorted by path.
+
+    Hidden folders (e.g. a zoo run being rebuilt, ``.NAME.building``) are not runs yet.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and is_run(p)]
-    found += [q for p in root.iterdir() if p.is_dir() and not is_run(p) for q in p.iterdir() if q.is_dir() and is_run(q)]
+
+    def visible_dirs(folder: Path) -> list[Path]:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+    found = [p for p in visible_dirs(root) if is_run(p)]
+    found += [q for p in visible_dirs(root) if not is_run(p) for q in visible_dirs(p) if is_run(q)]
     return sorted(found)
 
 

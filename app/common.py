@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 RUN_KEY = "run_name"
 DEFAULT_RUN = "dml-digits"
+CHECKPOINT = "best"  # the app always shows a run's best checkpoint
 
 
 def runs_root() -> Path:
@@ -49,7 +50,7 @@ def run_picker() -> None:
 @st.cache_resource(show_spinner="Loading run…", max_entries=4)
 def _load_run(path: str, stamp: float) -> analysis.Run:
     del stamp  # only part of the cache key
-    return analysis.load_run(path)
+    return analysis.load_run(path, checkpoint=CHECKPOINT)
 
 
 def _stamp(path: Path) -> float:
@@ -72,7 +73,8 @@ def selected_run() -> analysis.Run | None:
         return None
     if not runs:
         st.info(
-            f"No runs under {root}; train one with `collab train` or set COLLAB_RUNS_ROOT to a folder of runs."
+            f"No runs under {root}; train one with `collab train` "
+            "or set COLLAB_RUNS_ROOT to a folder of runs."
         )
         return None
     name = st.session_state.get(RUN_KEY)

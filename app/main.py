@@ -17,8 +17,8 @@ from app import common
 st.set_page_config(page_title="CollabLens", layout="wide")
 page = st.navigation(
     [
-        st.Page(HERE / "pages" / "overview.py", title="Overview", default=True),
-        st.Page(HERE / "pages" / "agreement.py", title="Agreement"),
+        st.Page(HERE / "views" / "overview.py", title="Overview", default=True),
+        st.Page(HERE / "views" / "agreement.py", title="Agreement"),
     ]
 )
 common.run_picker()

@@ -22,11 +22,11 @@ from analysis.data.tv import (
     build_mnist,
     build_svhn,
 )
-from analysis.data.views import MultiView
+from analysis.data.views import MultiView, WithIndex
 from analysis.errors import CollabError
 from analysis.registry import Registry
 
-__all__ = ["DATASETS", "Augment", "DataBundle", "MultiView", "augment_for", "build_dataset"]
+__all__ = ["DATASETS", "Augment", "DataBundle", "MultiView", "WithIndex", "augment_for", "build_dataset"]
 
 DATASETS = Registry("dataset")
 

@@ -55,3 +55,17 @@ class MultiView(Dataset):
                 for v in range(self.views)
             ]
         return (torch.stack(out) if self.views > 1 else out[0]), label
+
+
+class WithIndex(Dataset):
+    """Items ``(x, label, index)``: methods with per-sample state (memory banks) need the index."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        x, label = self.dataset[index]
+        return x, label, index

@@ -8,6 +8,7 @@ from analysis.registry import Registry
 METHODS = Registry("method")
 METHODS.register("independent")(Independent)
 METHODS.register("dml")(DML)
+# -- more methods: one import + one register line each, below this marker --
 
 
 def create_method(options: MethodOptions) -> Method:

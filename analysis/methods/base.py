@@ -40,10 +40,13 @@ class Method:
     Attributes:
         per_peer_views: if True each peer gets its own independently augmented view of every
             image, i.e. the model receives (K, B, C, H, W) batches during training.
+        weight_decay_scale: factor the trainer applies to ``optim.weight_decay`` (e.g. the
+            divided weight decay of divide-and-co-training).
     """
 
     Options: type[MethodOptions] = MethodOptions
     per_peer_views: bool = False
+    weight_decay_scale: float = 1.0
 
     def __init__(self, options: MethodOptions) -> None:
         self.options = options
@@ -64,15 +67,26 @@ class Method:
             ensemble=model_cfg.ensemble,
         )
 
-    def loss(self, out: CollabOutput, target: torch.Tensor, *, epoch: float) -> tuple[torch.Tensor, LossParts]:
+    def loss(
+        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LossParts]:
         """Return the total training objective and its named parts (for logging).
 
         Args:
             out: the model output, ``peer_logits`` (K, B, C).
             target: (B,) class indices.
             epoch: fractional epoch (e.g. 2.5 = half-way through the third), for warm-ups.
+            index: (B,) dataset indices of the samples during training (memory banks), else None.
         """
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Training state the method keeps outside the model (e.g. memory banks), for resuming."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state but got {sorted(state)}")
 
 
 def peer_cross_entropy(peer_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

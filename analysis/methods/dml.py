@@ -32,7 +32,9 @@ class DML(Method):
 
     Options = DMLOptions
 
-    def loss(self, out: CollabOutput, target: torch.Tensor, *, epoch: float) -> tuple[torch.Tensor, LossParts]:
+    def loss(
+        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LossParts]:
         opts: DMLOptions = self.options
         ce = peer_cross_entropy(out.peer_logits, target)
         kl = mutual_kl(out.peer_logits, temperature=opts.temperature)

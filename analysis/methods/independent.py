@@ -24,6 +24,8 @@ class Independent(Method):
 
     Options = IndependentOptions
 
-    def loss(self, out: CollabOutput, target: torch.Tensor, *, epoch: float) -> tuple[torch.Tensor, LossParts]:
+    def loss(
+        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LossParts]:
         ce = peer_cross_entropy(out.peer_logits, target)
         return ce.sum(), {"ce": ce.detach()}

@@ -122,15 +122,15 @@ def _require_samples(preds: Predictions) -> None:
 
 
 def peer_accuracy(preds: Predictions) -> torch.Tensor:
-    """(K,) share of samples each peer classifies correctly."""
+    """(K,) float64 share of samples each peer classifies correctly."""
     _require_samples(preds)
-    return (preds.peer_predictions() == preds.labels).float().mean(dim=1)
+    return (preds.peer_predictions() == preds.labels).double().mean(dim=1)
 
 
 def ensemble_accuracy(preds: Predictions) -> float:
     """Share of samples the ensemble classifies correctly."""
     _require_samples(preds)
-    return (preds.ensemble_predictions() == preds.labels).float().mean().item()
+    return (preds.ensemble_predictions() == preds.labels).double().mean().item()
 
 
 def pairwise_agreement(peer_logits: torch.Tensor) -> torch.Tensor:
@@ -140,17 +140,17 @@ def pairwise_agreement(peer_logits: torch.Tensor) -> torch.Tensor:
         peer_logits: (K, N, C) logits; N must be positive.
 
     Returns:
-        A symmetric matrix with ones on the diagonal.
+        A symmetric float64 matrix with ones on the diagonal.
     """
     if peer_logits.dim() != 3 or peer_logits.shape[1] == 0:
         raise ValueError(f"expected (K, N, C) logits with N > 0, got {tuple(peer_logits.shape)}")
     top1 = peer_logits.argmax(dim=-1)  # (K, N)
     # One (N,) comparison per pair keeps memory at O(K * N) rather than O(K^2 * N).
     k = top1.shape[0]
-    matrix = torch.ones(k, k)
+    matrix = torch.ones(k, k, dtype=torch.float64)
     for i in range(k):
         for j in range(i + 1, k):
-            matrix[i, j] = matrix[j, i] = (top1[i] == top1[j]).float().mean()
+            matrix[i, j] = matrix[j, i] = (top1[i] == top1[j]).double().mean()
     return matrix
 
 
@@ -158,7 +158,7 @@ def oracle_accuracy(preds: Predictions) -> float:
     """Share of samples that at least one peer classifies correctly (an upper bound for any
     rule that picks one peer's answer per sample)."""
     _require_samples(preds)
-    return (preds.peer_predictions() == preds.labels).any(dim=0).float().mean().item()
+    return (preds.peer_predictions() == preds.labels).any(dim=0).double().mean().item()
 
 
 def ensemble_gain(preds: Predictions) -> float:

@@ -19,6 +19,7 @@ from analysis.errors import CollabError
 
 _MODEL = "model."
 _OPTIM = "optim."
+_METHOD = "method."
 
 
 def atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -88,10 +89,20 @@ def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], path: Pat
 
 
 def save_resume(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *, epoch: int, extra: dict | None = None
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epoch: int,
+    extra: dict | None = None,
+    method_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Everything needed to continue after ``epoch`` epochs, bit-identically on CPU."""
+    """Everything needed to continue after ``epoch`` epochs, bit-identically on CPU.
+
+    ``method_state`` holds tensors a method keeps outside the model (e.g. memory banks).
+    """
     tensors = {_MODEL + k: v for k, v in model.state_dict().items()}
+    tensors.update({_METHOD + k: v for k, v in (method_state or {}).items()})
     opt_state = optimizer.state_dict()
     scalars: dict[str, dict] = {}
     for idx, entries in opt_state["state"].items():
@@ -110,8 +121,10 @@ def save_resume(
     atomic_save(path, tensors, metadata)
 
 
-def load_resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict]:
-    """Restore model, optimizer and RNG from a resume file; returns (epoch, extra)."""
+def load_resume(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, dict, dict[str, torch.Tensor]]:
+    """Restore model, optimizer and RNG from a resume file; returns (epoch, extra, method_state)."""
     tensors, metadata = read_tensors(path)
     if "epoch" not in metadata or "rng.torch" not in tensors:
         raise CollabError(f"checkpoint {path} holds weights only, not a training state; it cannot resume")
@@ -130,4 +143,5 @@ def load_resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) 
     except (ValueError, KeyError) as exc:
         raise CollabError(f"checkpoint {path} has an optimizer state of another setup ({exc}); start afresh") from None
     torch.set_rng_state(tensors["rng.torch"])
-    return int(metadata["epoch"]), json.loads(metadata["extra"])
+    method_state = {k[len(_METHOD):]: v for k, v in tensors.items() if k.startswith(_METHOD)}
+    return int(metadata["epoch"]), json.loads(metadata["extra"]), method_state

@@ -13,20 +13,22 @@ from torch import nn
 from analysis.training.config import OptimConfig, ScheduleConfig
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimConfig, model: nn.Module, *, weight_decay_scale: float = 1.0) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over ``model``'s trainable parameters.
 
     With ``no_decay_norm_bias`` normalization weights and biases (every 0-/1-d tensor) get no
-    weight decay, as in divide-and-co-training.
+    weight decay, as in divide-and-co-training. ``weight_decay_scale`` is the method's factor on
+    the configured weight decay.
     """
     params = [p for p in model.parameters() if p.requires_grad]
+    decay = cfg.weight_decay * weight_decay_scale
     if cfg.no_decay_norm_bias:
         groups = [
-            {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": decay},
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
         ]
     else:
-        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+        groups = [{"params": params, "weight_decay": decay}]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from analysis import runs
-from analysis.data import MultiView, augment_for, build_dataset
+from analysis.data import MultiView, WithIndex, augment_for, build_dataset
 from analysis.device import pick_device
 from analysis.errors import CollabError
 from analysis.methods import create_method
@@ -60,15 +60,17 @@ class Trainer:
         data = build_dataset(cfg.data.name, root=cfg.data.root, download=cfg.data.download,
                              image_size=cfg.data.image_size, seed=cfg.train.seed)
         self.model = self.method.build_model(cfg.model, data).to(self.device)
-        self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.optimizer = build_optimizer(cfg.optim, self.model, weight_decay_scale=self.method.weight_decay_scale)
         views = self.model.num_peers if self.method.per_peer_views else 1
-        self.train_set = MultiView(data.train, views=views, seed=cfg.train.seed,
-                                   augment=augment_for(data.name) if cfg.data.augment else None)
+        self.views = MultiView(data.train, views=views, seed=cfg.train.seed,
+                               augment=augment_for(data.name) if cfg.data.augment else None)
+        self.train_set = WithIndex(self.views)
         test_loader = DataLoader(data.test, batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers)
         start, best = 0, {"best_acc": -1.0, "best_epoch": 0}
         last = runs.checkpoint_path(self.out, "last")
         if resume and last.exists():
-            start, best = load_resume(last, self.model, self.optimizer)
+            start, best, method_state = load_resume(last, self.model, self.optimizer)
+            self.method.load_state_dict(method_state)
             runs.keep_metrics_through(self.out, start)
             log.info("resuming %s after epoch %d", self.out, start)
         else:
@@ -87,7 +89,8 @@ class Trainer:
             if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.train.epochs):
                 save_weights(runs.checkpoint_path(self.out, f"epoch_{epoch + 1:03d}"), self.model,
                              {"epoch": str(epoch + 1)})
-            save_resume(last, self.model, self.optimizer, epoch=epoch + 1, extra=best)
+            save_resume(last, self.model, self.optimizer, epoch=epoch + 1, extra=best,
+                        method_state=self.method.state_dict())
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch=epoch + 1, records=records)
         runs.write_json(self.out / runs.MANIFEST, build_manifest(cfg, data, self.model, status="complete", **best))
@@ -95,7 +98,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.config
-        self.train_set.set_epoch(epoch)
+        self.views.set_epoch(epoch)
         order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch))
         loader = DataLoader(self.train_set, batch_size=cfg.data.batch_size, sampler=order.tolist(),
                             num_workers=cfg.data.num_workers, drop_last=len(order) > cfg.data.batch_size)
@@ -103,14 +106,14 @@ class Trainer:
         stats = EpochStats()
         self.model.train()
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not self.progress, leave=False)
-        for step, (x, y) in enumerate(loader):
+        for step, (x, y, index) in enumerate(loader):
             if step >= steps:
                 break
             lr = lr_at(cfg.schedule, base_lr=cfg.optim.lr, epoch=epoch + step / steps, epochs=cfg.train.epochs)
             set_lr(self.optimizer, lr)
             x, y = x.to(self.device), y.to(self.device)
             out = self.model(x)
-            loss, _ = self.method.loss(out, y, epoch=epoch + step / steps)
+            loss, _ = self.method.loss(out, y, epoch=epoch + step / steps, index=index.to(self.device))
             if not math.isfinite(loss.item()):
                 raise CollabError(
                     f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "

@@ -29,27 +29,12 @@ def expected():
     return run, agreement_report(preds, peer_names=run.peer_names)
 
 
-@pytest.fixture(scope="module")
-def launcher(tmp_path_factory) -> Path:
-    """A script outside ``app/`` that executes the real ``app/main.py``.
-
-    AppTest resets ``PagesManager.uses_pages_directory`` before every run and, because
-    ``app/pages/`` exists, then replays pages through Streamlit's legacy pages-folder path,
-    which skips ``main.py`` (and so the sidebar) from the second run on. A real server clears
-    that flag for good once ``st.navigation`` has run; the launcher gives AppTest the same
-    behaviour. ``test_entry_point_first_run`` covers ``main.py`` loaded directly.
-    """
-    path = tmp_path_factory.mktemp("launcher") / "launch.py"
-    path.write_text(f"import runpy\nrunpy.run_path({str(MAIN)!r}, run_name='__main__')\n")
-    return path
-
-
 @pytest.fixture
-def start(monkeypatch, launcher):
+def start(monkeypatch):
     def run_app(root: Path) -> AppTest:
         """The app on runs root ``root``, after its first run."""
         monkeypatch.setenv("COLLAB_RUNS_ROOT", str(root))
-        at = AppTest.from_file(str(launcher), default_timeout=120).run()
+        at = AppTest.from_file(str(MAIN), default_timeout=120).run()
         assert not at.exception, at.exception
         return at
 
@@ -57,7 +42,7 @@ def start(monkeypatch, launcher):
 
 
 def page(name: str) -> str:
-    return str(MAIN.parent / "pages" / name)
+    return str(MAIN.parent / "views" / name)
 
 
 def charts(at: AppTest) -> list[dict]:
@@ -107,7 +92,9 @@ def test_agreement_metrics_match_the_probe(start, expected):
         assert shown[f"{name} accuracy"] == pct(acc)
 
     heatmap, bars, *gallery = charts(at)
-    torch.testing.assert_close(torch.tensor(heatmap["data"][0]["z"]), report.agreement)
+    torch.testing.assert_close(
+        torch.tensor(heatmap["data"][0]["z"], dtype=torch.float64), report.agreement
+    )
     assert bars["data"][0]["x"] == [*report.peer_names, "ensemble", "oracle"]
     count = len(report.disagreements)
     assert f"{count} of {report.num_samples} test samples" in at.subheader[-1].value
@@ -118,6 +105,10 @@ def test_agreement_metrics_match_the_probe(start, expected):
         caption = figure["layout"]["annotations"][0]["text"]
         assert caption.startswith(f"label {run.data.class_names[label]}<br>")
         assert all(f"{name}: " in caption for name in report.peer_names)
+
+    at.radio[0].set_value("train").run()
+    assert not at.exception
+    assert f"{len(run.dataset('train'))} train samples" in at.subheader[-1].value
 
 
 def test_empty_and_missing_roots_explain_themselves(start, tmp_path):

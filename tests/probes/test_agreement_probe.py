@@ -45,7 +45,9 @@ def test_hand_built_example_has_the_worked_out_numbers():
     assert ensemble_accuracy(preds) == pytest.approx(5 / 6)
     assert oracle_accuracy(preds) == pytest.approx(5 / 6)  # sample 5 is wrong for everyone
     assert ensemble_gain(preds) == pytest.approx(1 / 6)
-    expected = torch.tensor([[1, 4 / 6, 3 / 6], [4 / 6, 1, 3 / 6], [3 / 6, 3 / 6, 1]])
+    expected = torch.tensor(
+        [[1, 4 / 6, 3 / 6], [4 / 6, 1, 3 / 6], [3 / 6, 3 / 6, 1]], dtype=torch.float64
+    )
     torch.testing.assert_close(pairwise_agreement(preds.peer_logits), expected)
     assert disagreement_indices(preds).tolist() == [1, 2, 3, 4]
     assert disagreement_indices(preds).dtype == torch.long
@@ -70,7 +72,7 @@ def test_identical_peers_agree_everywhere():
     one = torch.randn(40, 5)
     preds = Predictions(one.expand(3, 40, 5).clone(), one.clone(), torch.randint(0, 5, (40,)))
     acc = peer_accuracy(preds)
-    assert torch.equal(pairwise_agreement(preds.peer_logits), torch.ones(3, 3))
+    assert torch.equal(pairwise_agreement(preds.peer_logits), torch.ones(3, 3, dtype=torch.float64))
     assert torch.all(acc == acc[0])
     assert oracle_accuracy(preds) == pytest.approx(acc[0].item())
     assert ensemble_accuracy(preds) == pytest.approx(acc[0].item())

@@ -68,14 +68,16 @@ def test_resume_restores_optimizer_and_rng(tmp_path):
         opt.zero_grad()
         model(torch.randn(8, 3)).sum().backward()
         opt.step()
-    save_resume(tmp_path / "last.safetensors", model, opt, epoch=2, extra={"best_acc": 0.5})
+    bank = torch.randn(5, 3)
+    save_resume(tmp_path / "last.safetensors", model, opt, epoch=2, extra={"best_acc": 0.5}, method_state={"bank": bank})
     expected_draw = torch.rand(3)
 
     fresh = _net(width=4)
     fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=0.01)
     torch.manual_seed(123)
-    epoch, extra = load_resume(tmp_path / "last.safetensors", fresh, fresh_opt)
+    epoch, extra, method_state = load_resume(tmp_path / "last.safetensors", fresh, fresh_opt)
     assert (epoch, extra) == (2, {"best_acc": 0.5})
+    assert method_state.keys() == {"bank"} and torch.equal(method_state["bank"], bank)
     assert torch.equal(torch.rand(3), expected_draw)
     s1, s2 = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
     assert s1.keys() == s2.keys()

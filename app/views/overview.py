@@ -13,7 +13,7 @@ if run is None:
 manifest = run.manifest
 st.markdown(
     f"**{run.name}** — method `{manifest.get('method', '?')}` on `{manifest.get('dataset', '?')}`, "
-    f"{len(run.peer_names)} peers, seed {manifest.get('seed', '?')}, checkpoint `{run.checkpoint}`"
+    f"{len(run.peer_names)} peers, seed {manifest.get('seed', '?')}, checkpoint `{common.CHECKPOINT}`"
 )
 
 left, right = st.columns([1, 2])

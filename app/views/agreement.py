@@ -50,10 +50,11 @@ if count:
         else 1
     )
     picked = report.disagreements[:shown]
-    dataset = run.dataset(split)
-    images, labels = gather_samples(dataset, picked)
-    class_names = getattr(run.data, "class_names", None)
+    images, labels = gather_samples(run.dataset(split), picked)
     captions = viz.prediction_captions(
-        preds.peer_predictions()[:, picked], labels, peer_names=names, class_names=class_names
+        preds.peer_predictions()[:, picked],
+        labels,
+        peer_names=names,
+        class_names=run.data.class_names,
     )
     st.plotly_chart(viz.image_gallery(images, captions, cols=4), key="disagreement_gallery")
