@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="rebuild the embedded default runs deterministically")
     p.add_argument("--root", default=str(REPO / "runs"))
     p.add_argument("--only", action="append", help="rebuild only this run (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_zoo)
     return parser
 
@@ -149,7 +150,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from analysis.zoo import build_zoo
 
-    for path in build_zoo(args.root, only=args.only):
+    for path in build_zoo(args.root, only=args.only, progress=not args.no_progress):
         print(f"rebuilt {path}")
     return 0
 

@@ -3,7 +3,8 @@
 ``build_dataset(name, ...)`` returns a :class:`DataBundle` whose splits yield
 ``(image (C, H, W) float32 in [0, 1], label int)``. Registered names: ``digits`` (bundled with
 scikit-learn), ``shapes`` (procedural, with boxes), ``cifar10``, ``cifar100``, ``svhn``,
-``mnist``, ``imagefolder`` (from ``root``), and the tiny ``test_digits`` / ``test_shapes``.
+``mnist``, ``imagefolder`` (from ``root``), ``multidigit`` (two digits side by side, 100
+classes), and the tiny ``test_digits`` / ``test_shapes`` / ``test_multidigit``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 from analysis.data.augment import Augment, augment_for
 from analysis.data.bundle import DataBundle
 from analysis.data.digits import build_digits
+from analysis.data.multidigit import build_multidigit
 from analysis.data.shapes import build_shapes
 from analysis.data.tv import (
     CIFAR10,
@@ -52,6 +54,16 @@ def _shapes(*, root=None, download=False, image_size=None, seed=0) -> DataBundle
 @DATASETS.register("test_shapes")
 def _test_shapes(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
     return build_shapes(image_size=image_size or 32, n_train=240, n_test=120, seed=seed)
+
+
+@DATASETS.register("multidigit")
+def _multidigit(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_multidigit(image_size=image_size or 32, seed=seed)
+
+
+@DATASETS.register("test_multidigit")
+def _test_multidigit(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_multidigit(image_size=image_size or 16, n_train=200, n_test=100, seed=seed)
 
 
 @DATASETS.register("cifar10")

@@ -9,6 +9,10 @@ METHODS = Registry("method")
 METHODS.register("independent")(Independent)
 METHODS.register("dml")(DML)
 # -- more methods: one import + one register line each, below this marker --
+from analysis.methods.intra_cl import IntraCL  # noqa: E402
+METHODS.register("intra_cl")(IntraCL)
+from analysis.methods.joint_decision import JointDecision  # noqa: E402
+METHODS.register("joint_decision")(JointDecision)
 
 
 def create_method(options: MethodOptions) -> Method:

@@ -14,7 +14,9 @@ SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 
 # The tiny model each method is swept with (default: 3 peers of test_cnn). A method whose
 # wiring needs a particular family (residual stages, cheap convs, ...) names it here.
-TINY_SETUP: dict[str, dict] = {}
+TINY_SETUP: dict[str, dict] = {
+    "intra_cl": {"arch": "test_cnn", "peers": 1},  # one network, its exits are the peers
+}
 
 
 def _method_and_model(name, peers=None, arch=None):

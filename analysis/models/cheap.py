@@ -1,0 +1,205 @@
+"""Cheap 3x3 operations and the cheap CIFAR ResNets built from them.
+
+Source: the student networks of online distillation with cheap convolutions (METHODS.md,
+seed 004): the teacher architecture with every 3x3 convolution replaced by a cheap spatial
+op followed by a 1x1 convolution. The cheap ops are
+
+* ``shift`` -- the channels are split into 9 groups, each moved one pixel in one of the 9
+  directions (including "stay"), zero fill, no parameters (Wu et al., "Shift", 2018);
+* ``depthwise`` -- a bias-free depthwise 3x3 convolution (9 weights per channel);
+* ``group`` -- a bias-free 3x3 convolution with ``groups`` groups (set explicitly).
+
+A cheap basic block (the reference ResNet-56 student) is
+
+    cheap op -> 1x1 conv (in -> planes) -> BN -> ReLU -> cheap op -> 1x1 conv (stride here)
+    -> BN -> ReLU, then the shortcut is added (after the last ReLU, no ReLU after the sum).
+
+Conventions (they reproduce the reference counts; the tests check them exactly):
+
+* the stem stays an ordinary 3x3 conv (width channels) + BN + ReLU;
+* no BN after a cheap op; a block that changes the shape gets a 1x1 conv + BN projection
+  shortcut ("option B"), as in :mod:`analysis.models.cifar_resnet`.
+
+Then for CIFAR-10 the shift ResNet-56 student has 102,106 parameters (reference ~0.102M) and
+the depthwise one 119,818 (~0.120M); with option-A (parameter-free) shortcuts they would be
+99,354 and 117,066, which is how the projection convention was settled.
+
+[open] ``groups`` defaults to 4; the shift split puts ``C // 9`` channels in every group and
+gives the ``C % 9`` extra ones to the moving groups first, so that fewer than 9 channels still
+shift (the "stay" group is last).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from analysis.errors import CollabError
+from analysis.models.base import StagedNet, global_pool, init_weights
+from analysis.models.cifar_resnet import blocks_per_stage
+from analysis.models.factory import MODELS
+
+CHEAP_OPS = ("shift", "depthwise", "group")
+# (dy, dx) moves of the 9 shift groups; the content of group i moves down dy and right dx.
+SHIFT_DIRECTIONS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1), (0, 0))
+
+
+def shift_group_sizes(channels: int) -> list[int]:
+    """Channels per shift group, in :data:`SHIFT_DIRECTIONS` order (sizes differ by <= 1)."""
+    base, extra = divmod(channels, len(SHIFT_DIRECTIONS))
+    return [base + (1 if i < extra else 0) for i in range(len(SHIFT_DIRECTIONS))]
+
+
+class Shift(nn.Module):
+    """Parameter-free shift: (B, C, H, W) -> (B, C, H, W), each group moved one pixel, zero fill."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.sizes = shift_group_sizes(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1))
+        parts, start = [], 0
+        for (dy, dx), size in zip(SHIFT_DIRECTIONS, self.sizes):
+            if size:
+                # out[y, x] = in[y - dy, x - dx] = padded[y - dy + 1, x - dx + 1]
+                parts.append(padded[:, start : start + size, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w])
+            start += size
+        return torch.cat(parts, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+def cheap_op(op: str, channels: int, *, groups: int = 4) -> nn.Module:
+    """The cheap replacement of a 3x3 conv on ``channels`` channels: (B, C, H, W) -> same shape."""
+    if op == "shift":
+        return Shift(channels)
+    if op == "depthwise":
+        return nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+    if op == "group":
+        if groups < 1 or channels % groups:
+            raise CollabError(
+                f"a group 3x3 conv with {groups} groups cannot split {channels} channels; "
+                "pass groups= a divisor of every stage width (e.g. 2 or 4)"
+            )
+        return nn.Conv2d(channels, channels, 3, padding=1, groups=groups, bias=False)
+    raise CollabError(f"unknown cheap op {op!r}; use op='shift', 'depthwise' or 'group'")
+
+
+class CheapBlock(nn.Module):
+    """Cheap basic block: (B, in, H, W) -> (B, planes, H/stride, W/stride)."""
+
+    def __init__(self, in_chans: int, planes: int, *, stride: int = 1, op: str = "shift", groups: int = 4):
+        super().__init__()
+        self.op1 = cheap_op(op, in_chans, groups=groups)
+        self.conv1 = nn.Conv2d(in_chans, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.op2 = cheap_op(op, planes, groups=groups)
+        self.conv2 = nn.Conv2d(planes, planes, 1, stride=stride, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        if stride == 1 and in_chans == planes:
+            self.shortcut: nn.Module = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_chans, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(self.op1(x))))
+        out = self.relu2(self.bn2(self.conv2(self.op2(out))))
+        return out + self.shortcut(x)
+
+
+def cheap_resnet_net(
+    *,
+    depth: int,
+    num_classes: int,
+    in_chans: int = 3,
+    width: int = 16,
+    op: str = "shift",
+    groups: int = 4,
+    dropout: float = 0.0,
+) -> StagedNet:
+    """Build a cheap CIFAR ResNet-``depth``: (B, in_chans, H, W) -> (B, num_classes).
+
+    Args:
+        depth: 6n + 2 for n cheap blocks per stage (same depths as the basic ResNets).
+        width: stem channels and stage-1 planes; stages use width, 2*width, 4*width.
+        op: ``"shift"``, ``"depthwise"`` or ``"group"``.
+        groups: number of groups of the ``"group"`` op (ignored by the others).
+        dropout: dropout probability on the pooled features, before ``fc``.
+    """
+    n = blocks_per_stage(depth, "basic")
+    if width < 1:
+        raise CollabError(f"cheap ResNet width must be a positive integer, got {width}; use e.g. 16")
+    if op not in CHEAP_OPS:
+        raise CollabError(f"unknown cheap op {op!r}; use op='shift', 'depthwise' or 'group'")
+    features: dict[str, nn.Module] = {
+        "conv1": nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
+        "bn1": nn.BatchNorm2d(width),
+        "relu": nn.ReLU(),
+    }
+    chans = width
+    for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2)], start=1):
+        blocks = []
+        for j in range(n):
+            blocks.append(CheapBlock(chans, width * mult, stride=stride if j == 0 else 1, op=op, groups=groups))
+            chans = width * mult
+        features[f"layer{i}"] = nn.Sequential(*blocks)
+    features.update(global_pool())
+    net = StagedNet(
+        features,
+        nn.Linear(chans, num_classes),
+        probe_layers=["conv1", "layer1", "layer2", "layer3"],
+        dropout=dropout,
+    )
+    init_weights(net)
+    return net
+
+
+def _variant(depth: int):
+    """A registered builder for one depth, with every option keyword-only and inspectable."""
+
+    def build(
+        *,
+        num_classes: int,
+        in_chans: int = 3,
+        width: int = 16,
+        op: str = "shift",
+        groups: int = 4,
+        dropout: float = 0.0,
+    ) -> nn.Module:
+        return cheap_resnet_net(
+            depth=depth, num_classes=num_classes, in_chans=in_chans, width=width, op=op, groups=groups, dropout=dropout
+        )
+
+    build.__name__ = f"cheap_resnet{depth}"
+    build.__doc__ = f"Cheap CIFAR ResNet-{depth} (shift / depthwise / group 3x3); see cheap_resnet_net."
+    return build
+
+
+for _depth in (8, 20, 56):
+    MODELS.register(f"cheap_resnet{_depth}")(_variant(_depth))
+
+
+@MODELS.register("cheap_resnet")
+def cheap_resnet(
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    depth: int = 20,
+    width: int = 16,
+    op: str = "shift",
+    groups: int = 4,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """A cheap CIFAR ResNet of any valid depth, e.g. ``depth=110, op="depthwise"``."""
+    return cheap_resnet_net(
+        depth=depth, num_classes=num_classes, in_chans=in_chans, width=width, op=op, groups=groups, dropout=dropout
+    )

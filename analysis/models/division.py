@@ -1,0 +1,152 @@
+"""Width division: one large network -> S small ones with about 1/S of its parameters each.
+
+Source: Zhao, Ye, Zhao & Li, "Towards Better Accuracy-efficiency Trade-offs: Divide and
+Co-training" (D&C; METHODS.md, seed 003). A network's width is divided by about √S, so each
+small network has about 1/S of the parameters:
+
+* CIFAR ResNets (``resnet*``, ``cifar_resnet``, the cheap and tiny ResNets, ``test_cnn``: any
+  registered network with a ``width`` option): ``width -> ceil(width / √S)``. For the paper's
+  bottleneck ResNet-110/164 (width 16) this is exactly its table w = 16, 12, 8, 6, 4 for
+  S = 1, 2, 4, 8, 16; rounding *up* is the rounding that reproduces it (16/√2 = 11.3 -> 12),
+  and it is applied to every other width as well.
+* CIFAR WRN-d-k (``wrn``, ``wrnD_K``): ``widen -> int(max(k/√S + 0.4, 1))``, stem fixed at 16.
+* ResNeXt (``resnext29``): ``cardinality -> max(1, round(C / S))``, width per group kept.
+* Anything else (VGG, ImageNet ResNet-18) has no width to divide: S = 1 only.
+
+Regularization is divided too: the dropout before the classifier becomes p/S (the option
+``fc_dropout`` of a WRN, ``dropout`` of the others). Weight decay is the method's business
+(:mod:`analysis.methods.divide_cotrain`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from analysis.errors import CollabError
+from analysis.models.factory import MODELS, create_model, model_options
+
+# The D&C paper's base widths of the bottleneck CIFAR ResNet-110/164 (ceil(16/√S) reproduces it).
+PAPER_RESNET_WIDTHS = {1: 16, 2: 12, 4: 8, 8: 6, 16: 4}
+_WRN_VARIANT = re.compile(r"wrn(\d+)_(\d+)")
+
+
+@dataclass(frozen=True)
+class DividedArch:
+    """What to build S times: registered model ``arch`` with ``options``.
+
+    Attributes:
+        arch: registered model name (a ``wrnD_K`` variant becomes ``wrn`` with depth/widen).
+        options: the small network's options.
+        rule: a human-readable note of what was divided, e.g. ``"width 16 -> 12"``.
+    """
+
+    arch: str
+    options: dict[str, Any] = field(default_factory=dict)
+    rule: str = ""
+
+
+def divided_width(width: int, split: int) -> int:
+    """``ceil(width / √split)``: 16 -> 16, 12, 8, 6, 4 for split 1, 2, 4, 8, 16."""
+    return max(1, math.ceil(width / math.sqrt(split) - 1e-9))
+
+
+def divided_widen(widen: int, split: int) -> int:
+    """The WRN rule ``int(max(k / √S + 0.4, 1))``: k = 10 -> 10, 7, 5 for S = 1, 2, 4."""
+    return int(max(widen / math.sqrt(split) + 0.4, 1.0))
+
+
+def divided_cardinality(cardinality: int, split: int) -> int:
+    """ResNeXt groups divided by S (rounded, at least 1): 8 -> 8, 4, 2 for S = 1, 2, 4."""
+    return max(1, round(cardinality / split))
+
+
+def _classifier_dropout_key(accepted: Mapping[str, Any]) -> str | None:
+    """The option holding the dropout before ``fc`` (a WRN's ``dropout`` sits inside blocks)."""
+    for key in ("fc_dropout", "dropout"):
+        if key in accepted:
+            return key
+    return None
+
+
+def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tuple[str, dict, str]:
+    """Apply the rule of ``arch``'s family; returns (arch, options, rule note)."""
+    wrn = _WRN_VARIANT.fullmatch(arch)
+    if wrn:
+        depth, widen = int(wrn.group(1)), int(wrn.group(2))
+        small = divided_widen(widen, split)
+        return "wrn", {**options, "depth": depth, "widen": small}, f"widen {widen} -> {small}"
+    accepted = model_options(arch)
+    for key, rule in (("widen", divided_widen), ("cardinality", divided_cardinality), ("width", divided_width)):
+        if key in accepted:
+            large = options.get(key, accepted[key])
+            small = rule(large, split)
+            return arch, {**options, key: small}, f"{key} {large} -> {small}"
+    if split == 1:
+        return arch, dict(options), "undivided"
+    raise CollabError(
+        f"model {arch!r} has no width, widen or cardinality option to divide into {split} networks; "
+        "use a CIFAR ResNet, WRN or ResNeXt (or model.peers=1)"
+    )
+
+
+def divided_options(
+    arch: str, *, split: int, options: Mapping[str, Any] | None = None, dropout: float | None = None
+) -> DividedArch:
+    """The registered model and options of each of the ``split`` small networks of ``arch``.
+
+    Args:
+        arch: the large network's registered name, e.g. ``"resnet110"`` or ``"wrn28_10"``.
+        split: S, the number of small networks (1 = the large network itself).
+        options: the large network's options (e.g. ``{"block": "bottleneck"}``).
+        dropout: the large network's dropout before the classifier, p; each small network gets
+            p / S. None: take p from the classifier-dropout key in ``options`` (default 0).
+
+    Raises:
+        CollabError: unknown model, split < 1, no divisible width, or conflicting dropouts.
+    """
+    if isinstance(split, bool) or not isinstance(split, int) or split < 1:
+        raise CollabError(f"the number of small networks must be a positive integer, got {split!r}; set model.peers")
+    MODELS.get(arch)  # unknown names fail here with the list of known ones
+    name, small, rule = _divide_width_options(arch, dict(options or {}), split)
+    key = _classifier_dropout_key(model_options(name))
+    given = small.get(key, 0.0) if key else 0.0
+    if dropout is not None and given and dropout != given:
+        raise CollabError(
+            f"the classifier dropout is set twice ({key}={given} and dropout={dropout}); set it once"
+        )
+    p = dropout if dropout is not None else given
+    if p:
+        if key is None:
+            raise CollabError(f"model {name!r} has no classifier dropout option; set the dropout to 0")
+        small[key] = p / split
+        rule += f", {key} {p} -> {p / split:g}"
+    return DividedArch(name, small, rule)
+
+
+def create_divided(
+    arch: str,
+    *,
+    split: int,
+    num_classes: int,
+    in_chans: int = 3,
+    dropout: float | None = None,
+    **options: Any,
+) -> list[nn.Module]:
+    """Build the ``split`` small networks of ``arch`` (independent weights).
+
+    Example:
+        >>> nets = create_divided("resnet110", split=2, num_classes=100, block="bottleneck")
+        >>> [net.conv1.out_channels for net in nets]
+        [12, 12]
+    """
+    spec = divided_options(arch, split=split, options=options, dropout=dropout)
+    return [
+        create_model(spec.arch, num_classes=num_classes, in_chans=in_chans, **spec.options)
+        for _ in range(split)
+    ]
