@@ -5,7 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+# One thread per test process: pytest-xdist already runs one worker per core, and more threads
+# than cores makes small CPU convolutions many times slower. Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 DML_PRESET = REPO / "configs" / "dml_digits.yaml"

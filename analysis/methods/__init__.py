@@ -9,6 +9,16 @@ METHODS = Registry("method")
 METHODS.register("independent")(Independent)
 METHODS.register("dml")(DML)
 # -- more methods: one import + one register line each, below this marker --
+from analysis.methods.cl_ilr import CLILR  # noqa: E402
+METHODS.register("cl_ilr")(CLILR)
+from analysis.methods.one import ONE  # noqa: E402
+METHODS.register("one")(ONE)
+from analysis.methods.mcl_okd import MCLOKD  # noqa: E402
+METHODS.register("mcl_okd")(MCLOKD)
+from analysis.methods.divide_cotrain import DivideCotrain  # noqa: E402
+METHODS.register("divide_cotrain")(DivideCotrain)
+from analysis.methods.od_cheap import ODCheap  # noqa: E402
+METHODS.register("od_cheap")(ODCheap)
 from analysis.methods.intra_cl import IntraCL  # noqa: E402
 METHODS.register("intra_cl")(IntraCL)
 from analysis.methods.joint_decision import JointDecision  # noqa: E402

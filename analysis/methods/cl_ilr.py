@@ -45,7 +45,7 @@ class CLILROptions(MethodOptions):
 
 
 def cl_ilr_splits(heads: int, *, tree: str, split_stages: list[str]) -> list[tuple[str, int]]:
-    """The fork tree of ``heads`` heads: ``binary`` 4 -> [(s0, 2), (s1, 2)], ``flat`` -> [(s0, H)]."""
+    """The fork tree of H heads: ``binary`` 4 -> [(s0, 2), (s1, 2)], ``flat`` -> [(s0, H)]."""
     if not split_stages:
         raise CollabError("method.split_stages is empty; name at least one stage, e.g. [layer1]")
     if tree == "flat" or heads == 1:
@@ -95,7 +95,12 @@ class CLILR(Method):
         return model
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         opts: CLILROptions = self.options
         ce = peer_cross_entropy(out.peer_logits, target)
@@ -105,7 +110,7 @@ class CLILR(Method):
 
 
 def consensus_kl(peer_logits: torch.Tensor, *, temperature: float) -> torch.Tensor:
-    """T²·KL(q_h ‖ softmax(z_h/T)) per head, q_h from the other heads' mean logits: (H, B, C) -> (H,).
+    """T²·KL(q_h ‖ softmax(z_h/T)), q_h from the other heads' mean logits: (H, B, C) -> (H,).
 
     The targets are detached; batch-mean reduction. With one head there is no target: zeros.
     """

@@ -47,14 +47,13 @@ def mutual_kl(peer_logits: torch.Tensor, *, temperature: float) -> torch.Tensor:
     Batch-mean reduction. The j = k term is zero in value and in gradient (its target is the
     detached p_k itself), so summing over all j and dividing by K-1 is exact.
     """
-    k = peer_logits.shape[0]
+    k, batch = peer_logits.shape[:2]
     if k < 2:
         return peer_logits.new_zeros(k)
     log_p = (peer_logits / temperature).log_softmax(dim=-1)  # (K, B, C)
     log_q = log_p.detach()
-    q = log_q.exp()
-    batch = peer_logits.shape[1]
-    # Σ_j Σ_c q_j (log q_j - log p_k) = Σ_j Σ_c q_j log q_j - Σ_c (Σ_j q_j) log p_k
-    self_term = (q * log_q).sum()
-    cross = torch.einsum("bc,kbc->k", q.sum(dim=0), log_p)
-    return (self_term - cross) / batch * temperature**2 / (k - 1)
+    # Pairwise differences (j, k, B, C) rather than Σ q log q − Σ q log p: the latter cancels
+    # badly in float32, the former is exactly zero for identical peers.
+    diff = log_q.unsqueeze(1) - log_p.unsqueeze(0)
+    kl = (log_q.exp().unsqueeze(1) * diff).sum(dim=(0, 2, 3))
+    return kl / batch * temperature**2 / (k - 1)

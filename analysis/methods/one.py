@@ -93,8 +93,13 @@ class ONE(Method):
     def build_model(self, model_cfg: Any, data: DataShape) -> ONEModel:
         opts: ONEOptions = self.options
         k = model_cfg.peers
-        nets = build_nets(model_cfg.arch, count=k, num_classes=data.num_classes, in_chans=data.in_chans,
-                          **model_cfg.options)
+        nets = build_nets(
+            model_cfg.arch,
+            count=k,
+            num_classes=data.num_classes,
+            in_chans=data.in_chans,
+            **model_cfg.options,
+        )
         return ONEModel(
             nets,
             gate=opts.gate,
@@ -106,7 +111,12 @@ class ONE(Method):
         )
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         opts: ONEOptions = self.options
         teacher = out.extras.get("teacher_logits", out.ensemble_logits)
@@ -117,8 +127,10 @@ class ONE(Method):
         return total, {"ce": ce.detach(), "teacher_ce": teacher_ce.detach(), "kl": kl.detach()}
 
 
-def teacher_kl(peer_logits: torch.Tensor, teacher: torch.Tensor, *, temperature: float) -> torch.Tensor:
-    """T²·KL(softmax(teacher/T) ‖ softmax(z_k/T)) per branch, teacher detached: (K,B,C), (B,C) -> (K,)."""
+def teacher_kl(
+    peer_logits: torch.Tensor, teacher: torch.Tensor, *, temperature: float
+) -> torch.Tensor:
+    """T²·KL(softmax(teacher/T), detached ‖ softmax(z_k/T)): (K, B, C), (B, C) -> (K,)."""
     log_q = (teacher.detach() / temperature).log_softmax(dim=-1)  # (B, C)
     log_p = (peer_logits / temperature).log_softmax(dim=-1)  # (K, B, C)
     kl = (log_q.exp() * (log_q - log_p)).sum(dim=(1, 2)) / peer_logits.shape[1]

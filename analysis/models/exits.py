@@ -34,6 +34,8 @@ FINAL_EXIT = "fc"
 ENSEMBLE_RULES = ("logit_mean", "prob_mean", "final")
 # Spatial size of the dry run that reads each stage's channel count.
 _PROBE_SIZE = 32
+# Global pooling is not a stage an exit can follow (its output is 1x1 by construction).
+_GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 class ExitHead(nn.Module):
@@ -81,7 +83,7 @@ class ExitPeer(nn.Module):
 
 
 def stage_channels(net: StagedNet, *, in_chans: int) -> dict[str, int]:
-    """Channels of every 4-D stage output, from one dry run on a (1, in_chans, 32, 32) input.
+    """Channels of every 4-D stage output (global pooling excluded), by a dry run on (1, in_chans, 32, 32).
 
     The network is put in eval mode for the dry run (BN running statistics stay untouched) and
     restored afterwards; works on the meta device too.
@@ -94,8 +96,9 @@ def stage_channels(net: StagedNet, *, in_chans: int) -> dict[str, int]:
         with torch.no_grad():
             x = torch.zeros(1, in_chans, _PROBE_SIZE, _PROBE_SIZE, device=device)
             for name in net.feature_names:
-                x = net._modules[name](x)
-                if x.dim() == 4:
+                module = net._modules[name]
+                x = module(x)
+                if x.dim() == 4 and not isinstance(module, _GLOBAL_POOLS):
                     channels[name] = x.shape[1]
     finally:
         net.train(was_training)

@@ -15,7 +15,7 @@ from copy 0, leaf h from copy h, and an inner node from the copy of its first le
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -68,7 +68,7 @@ class Segment(nn.Module):
 
 
 class Branch(Segment):
-    """A tree node: its own stages, then either child ``branches`` or a head (``dropout``, ``fc``)."""
+    """A tree node: its own stages, then child ``branches`` or a head (``dropout``, ``fc``)."""
 
     def __init__(
         self,
@@ -90,17 +90,19 @@ class Branch(Segment):
         return "fc" in self._modules
 
 
-def build_nets(arch: str, *, count: int, num_classes: int, in_chans: int, **options: Any) -> list[StagedNet]:
+def build_nets(
+    arch: str, *, count: int, num_classes: int, in_chans: int, **options: Any
+) -> list[StagedNet]:
     """``count`` independently initialised copies of registered network ``arch``."""
     if not isinstance(arch, str):
         raise CollabError(
             f"a shared-trunk model is cut from one architecture, got model.arch={arch!r}; "
             "set model.arch to a single registered name"
         )
-    nets = [create_model(arch, num_classes=num_classes, in_chans=in_chans, **options) for _ in range(count)]
-    if not isinstance(nets[0], StagedNet):
-        raise CollabError(f"model {arch!r} is not a StagedNet and cannot be split; use a registered CNN")
-    return nets
+    return [
+        create_model(arch, num_classes=num_classes, in_chans=in_chans, **options)
+        for _ in range(count)
+    ]
 
 
 def check_splits(net: StagedNet, splits: SplitSpec) -> list[int]:
@@ -116,15 +118,46 @@ def check_splits(net: StagedNet, splits: SplitSpec) -> list[int]:
                 f"least one stage); split after one of: {usable}"
             )
         if n < 1:
-            raise CollabError(f"a split after {stage!r} needs at least 1 branch, got {n}; use e.g. 2")
+            raise CollabError(
+                f"a split after {stage!r} needs at least 1 branch, got {n}; use e.g. 2"
+            )
         cuts.append(names.index(stage))
     if not cuts or cuts != sorted(set(cuts)):
-        raise CollabError(f"split stages {[s for s, _ in splits]} must be distinct and in forward order")
+        raise CollabError(
+            f"split stages {[s for s, _ in splits]} must be distinct and in forward order"
+        )
     return cuts
 
 
 def _stages(net: StagedNet, start: int, stop: int) -> dict[str, nn.Module]:
     return {name: net._modules[name] for name in net.feature_names[start:stop]}
+
+
+def _grow(
+    nets: Sequence[StagedNet], cuts: list[int], widths: list[int], *, first: int = 0
+) -> list[Branch]:
+    """The ``widths[0]`` children (with their subtrees) of a node whose first leaf is ``first``."""
+    leaves_each = math.prod(widths[1:])
+    children = []
+    for c in range(widths[0]):
+        leaf0 = first + c * leaves_each
+        net = nets[leaf0]
+        if len(cuts) == 1:
+            children.append(Branch(_stages(net, cuts[0] + 1, len(net.feature_names)), head=net))
+        else:
+            grand = _grow(nets, cuts[1:], widths[1:], first=leaf0)
+            children.append(Branch(_stages(net, cuts[0] + 1, cuts[1] + 1), children=grand))
+    return children
+
+
+def _leaf_paths(branches: nn.ModuleList, prefix: str = "branches") -> list[list[str]]:
+    """Depth first, for each leaf the module paths of the branch nodes leading to it."""
+    paths = []
+    for i, node in enumerate(branches):
+        here = f"{prefix}.{i}"
+        below = [[]] if node.is_leaf else _leaf_paths(node.branches, f"{here}.branches")
+        paths += [[here, *rest] for rest in below]
+    return paths
 
 
 class SharedTrunkModel(nn.Module):
@@ -158,11 +191,14 @@ class SharedTrunkModel(nn.Module):
         cuts = check_splits(nets[0], splits)
         widths = [int(n) for _, n in splits]
         if len(nets) != math.prod(widths):
-            raise ValueError(f"split spec {list(splits)} needs {math.prod(widths)} networks, got {len(nets)}")
+            raise ValueError(
+                f"split spec {list(splits)} needs {math.prod(widths)} networks, got {len(nets)}"
+            )
         self.splits = [(str(s), int(n)) for s, n in splits]
         self.normalize = Normalize(mean, std)
         self.trunk = Segment(_stages(nets[0], 0, cuts[0] + 1))
-        self.branches = nn.ModuleList(self._grow(nets, 0, cuts, widths, first=0))
+        self.branches = nn.ModuleList(_grow(nets, cuts, widths))
+        self.leaf_paths = _leaf_paths(self.branches)
         self.net_probe_layers = list(nets[0].probe_layers)
         self.feature_dim = nets[0].feature_dim
         self.peer_names = list(peer_names or [f"branch{i}" for i in range(len(nets))])
@@ -171,21 +207,6 @@ class SharedTrunkModel(nn.Module):
         self.ensemble = ensemble
         self.rescale_grad = rescale_grad
         combine_logits(torch.zeros(1, 1, 2), ensemble)  # validate the rule early
-
-    def _grow(self, nets: Sequence[StagedNet], level: int, cuts: list[int], widths: list[int], *, first: int) -> list[Branch]:
-        """The ``widths[level]`` children of a node whose first leaf is ``first``."""
-        leaves_each = math.prod(widths[level + 1 :])
-        start = cuts[level] + 1
-        children = []
-        for c in range(widths[level]):
-            leaf0 = first + c * leaves_each
-            net = nets[leaf0]
-            if level + 1 == len(cuts):
-                children.append(Branch(_stages(net, start, len(net.feature_names)), head=net))
-            else:
-                grand = self._grow(nets, level + 1, cuts, widths, first=leaf0)
-                children.append(Branch(_stages(net, start, cuts[level + 1] + 1), children=grand))
-        return children
 
     @classmethod
     def from_registry(
@@ -215,29 +236,29 @@ class SharedTrunkModel(nn.Module):
             splits = [(split_after, peers)]
         count = math.prod(n for _, n in splits)
         if peers is not None and peers != count:
-            raise CollabError(f"the split tree {list(splits)} has {count} heads but {peers} peers were asked for; make them agree")
+            raise CollabError(
+                f"the split tree {list(splits)} has {count} heads but {peers} peers were "
+                "asked for; make them agree"
+            )
         nets = build_nets(arch, count=count, num_classes=num_classes, in_chans=in_chans, **options)
         names = peer_names or [f"{arch}:branch{i}" for i in range(count)]
-        return cls(nets, splits=splits, mean=mean, std=std, peer_names=names, ensemble=ensemble, rescale_grad=rescale_grad)
+        return cls(
+            nets,
+            splits=splits,
+            mean=mean,
+            std=std,
+            peer_names=names,
+            ensemble=ensemble,
+            rescale_grad=rescale_grad,
+        )
 
     @property
     def num_peers(self) -> int:
         return len(self.peer_names)
 
-    def _walk(self) -> Iterator[tuple[list[str], list[Branch]]]:
-        """Depth-first (module paths, nodes) from the first branch level down to each leaf."""
-        stack = [([f"branches.{i}"], [b]) for i, b in enumerate(self.branches)][::-1]
-        while stack:
-            paths, nodes = stack.pop()
-            if nodes[-1].is_leaf:
-                yield paths, nodes
-                continue
-            kids = [([*paths, f"{paths[-1]}.branches.{i}"], [*nodes, b]) for i, b in enumerate(nodes[-1].branches)]
-            stack.extend(kids[::-1])
-
     def peer_path(self, i: int) -> list[str]:
         """Module paths of the nodes peer ``i`` runs through: ``["trunk", "branches.0", ...]``."""
-        return ["trunk", *list(self._walk())[i][0]]
+        return ["trunk", *self.leaf_paths[i]]
 
     def peer_prefix(self, i: int) -> str:
         """Module-path prefix of the layers only head ``i`` owns, e.g. ``"branches.2."``."""
@@ -245,9 +266,13 @@ class SharedTrunkModel(nn.Module):
 
     def peer_probe_layers(self, i: int) -> list[str]:
         """Module paths (in this model) of peer ``i``'s main stages, e.g. ``trunk.layer1``."""
-        nodes = [self.trunk, *list(self._walk())[i][1]]
-        return [f"{path}.{name}" for path, node in zip(self.peer_path(i), nodes)
-                for name in node.stage_names if name in self.net_probe_layers]
+        path = self.peer_path(i)
+        return [
+            f"{node_path}.{name}"
+            for node_path in path
+            for name in self.get_submodule(node_path).stage_names
+            if name in self.net_probe_layers
+        ]
 
     def peer(self, i: int) -> nn.Module:
         """Head ``i`` as a plain module (images in [0, 1] -> logits) sharing this model's weights.
@@ -255,7 +280,7 @@ class SharedTrunkModel(nn.Module):
         It is a :class:`StagedNet` of the original stage names (``net.layer1``, ...) behind the
         normalization, so single-network tools apply unchanged. It has no gradient rescaling.
         """
-        nodes = [self.trunk, *list(self._walk())[i][1]]
+        nodes = [self.get_submodule(p) for p in self.peer_path(i)]
         stages = {name: node._modules[name] for node in nodes for name in node.stage_names}
         net = StagedNet(stages, nodes[-1].fc, probe_layers=self.net_probe_layers)
         net.dropout = nodes[-1].dropout
@@ -264,7 +289,9 @@ class SharedTrunkModel(nn.Module):
     def forward_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk output map (B, C', H', W') and pooled head features (K, B, D) of images x."""
         if x.dim() != 4:
-            raise ValueError(f"a shared-trunk model takes one batch (B, C, H, W), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"a shared-trunk model takes one batch (B, C, H, W), got shape {tuple(x.shape)}"
+            )
         trunk = self.trunk(self.normalize(x))
         feats: list[torch.Tensor] = []
         self._descend(trunk, self.branches, feats)
@@ -282,7 +309,7 @@ class SharedTrunkModel(nn.Module):
 
     def classify(self, feats: torch.Tensor) -> torch.Tensor:
         """Pooled features (K, B, D) -> logits (K, B, classes), each head its own classifier."""
-        leaves = [nodes[-1] for _, nodes in self._walk()]
+        leaves = [self.get_submodule(path[-1]) for path in self.leaf_paths]
         return torch.stack([leaf.fc(leaf.dropout(f)) for leaf, f in zip(leaves, feats)])
 
     def forward(self, x: torch.Tensor) -> CollabOutput:

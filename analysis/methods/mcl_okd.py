@@ -1,0 +1,305 @@
+"""MCL-OKD: multi-view contrastive learning for online knowledge distillation (ICASSP 2021).
+
+Branches share the stem and first stage. Each branch has a classifier and an embedding head;
+the embeddings of every ordered pair of branches (i, j) are contrasted against a memory bank
+of branch i (NCE over one positive and K other-class negatives), and the last branch distils
+from the detached mean of all branches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from analysis.errors import CollabError
+from analysis.methods.base import DataShape, LossParts, Method, MethodOptions, peer_cross_entropy
+from analysis.models import CollabOutput
+from analysis.models.shared_trunk import SharedTrunkModel, build_nets
+
+
+@dataclass
+class MCLOKDOptions(MethodOptions):
+    """Attributes:
+    split_after: the last shared stage (the stem and first stage are shared: ``layer1``).
+    embed_dim: size of the L2-normalised embeddings (128).
+    temperature: KD temperature T (3); the KD term is T²·KL(mean ‖ last branch).
+    kd_weight, contrast_weight: weights of the KD (1) and contrastive (0.025) terms.
+    nce_temperature: τ of the contrastive scores (0.1).
+    negatives: K other-class negatives per sample from the bank (256 for small CIFAR models).
+        Drawn uniformly with replacement among bank rows whose label is known and differs;
+        while the bank knows fewer such rows for some sample of the batch (early in the
+        first epoch), that smaller number is used for the whole batch.
+    momentum: memory-bank update, row <- normalise(m·row + (1-m)·embedding) (0.5).
+    contrast: ``bank`` — the paper's memory-bank NCE whenever dataset indices are given, the
+        in-batch InfoNCE otherwise (evaluation); ``batch`` — always in-batch InfoNCE: for the
+        pair (i, j) the anchor is branch j's embedding, candidates are branch i's embeddings
+        of the batch (detached, like bank rows), the positive is the same sample and other
+        samples of the same class are left out.
+    bank_size: rows per bank, i.e. the training-set size N; 0 (default) grows the banks
+        lazily to the largest dataset index seen. The loss does not depend on N (the
+        per-batch normaliser Z = N·mean(exp(s/τ)) and the noise probability 1/N cancel).
+    """
+
+    name: str = "mcl_okd"
+    split_after: str = "layer1"
+    embed_dim: int = 128
+    temperature: float = 3.0
+    kd_weight: float = 1.0
+    contrast_weight: float = 0.025
+    nce_temperature: float = 0.1
+    negatives: int = 256
+    momentum: float = 0.5
+    contrast: Literal["bank", "batch"] = "bank"
+    bank_size: int = 0
+
+
+class MCLOKDModel(SharedTrunkModel):
+    """A :class:`SharedTrunkModel` with an embedding head per branch.
+
+    ``extras["embeddings"]`` (K, B, embed_dim): L2-normalised Linear(pooled branch feature).
+
+    Args:
+        embed_dim: embedding size.
+        **kwargs: as :class:`SharedTrunkModel`.
+    """
+
+    def __init__(self, nets: Any, *, embed_dim: int = 128, **kwargs: Any) -> None:
+        super().__init__(nets, **kwargs)
+        self.embed = nn.ModuleList(
+            nn.Linear(self.feature_dim, embed_dim) for _ in range(self.num_peers)
+        )
+
+    def forward(self, x: torch.Tensor) -> CollabOutput:
+        out = super().forward(x)
+        feats = out.extras["features"]
+        emb = torch.stack([head(f) for head, f in zip(self.embed, feats)])
+        out.extras["embeddings"] = F.normalize(emb, dim=-1)
+        return out
+
+
+class MemoryBank:
+    """One bank of unit vectors per branch, one row per training sample, plus sample labels.
+
+    Rows start uniform in ±1/sqrt(dim/3) (as in contrastive representation distillation)
+    and labels at -1 (unseen). Tensors: ``vectors`` (K, N, dim), ``labels`` (N,).
+    """
+
+    def __init__(self, *, branches: int, dim: int, momentum: float, size: int = 0) -> None:
+        self.branches, self.dim, self.momentum, self.size = branches, dim, momentum, size
+        self.vectors: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None  # known rows grouped by label (cache)
+
+    def _new_rows(self, n: int, device: torch.device) -> torch.Tensor:
+        bound = 1.0 / math.sqrt(self.dim / 3)
+        return torch.rand(self.branches, n, self.dim, device=device) * (2 * bound) - bound
+
+    def ensure(self, index: torch.Tensor) -> None:
+        """Allocate or grow the banks so that every row of ``index`` exists."""
+        need = int(index.max()) + 1
+        have = 0 if self.labels is None else self.labels.shape[0]
+        if need <= have:
+            self.vectors, self.labels = self.vectors.to(index.device), self.labels.to(index.device)
+            return
+        if self.size and need > self.size:
+            raise CollabError(
+                f"dataset index {need - 1} does not fit method.bank_size={self.size}; set "
+                "method.bank_size to the training-set size, or 0 to size the banks automatically"
+            )
+        n = self.size or need
+        vectors = self._new_rows(n - have, index.device)
+        labels = torch.full((n - have,), -1, dtype=torch.long, device=index.device)
+        if have:
+            vectors = torch.cat([self.vectors.to(index.device), vectors], dim=1)
+            labels = torch.cat([self.labels.to(index.device), labels])
+        self.vectors, self.labels, self._order = vectors, labels, None
+
+    def record_labels(self, index: torch.Tensor, target: torch.Tensor) -> None:
+        if bool((self.labels[index] != target).any()):
+            self.labels[index] = target
+            self._order = None
+
+    def sample_negatives(self, target: torch.Tensor, count: int) -> torch.Tensor:
+        """(B, m) bank rows of other-class samples, uniform with replacement; m <= count."""
+        if self._order is None:
+            known = (self.labels >= 0).nonzero().squeeze(1)
+            self._order = known[torch.argsort(self.labels[known], stable=True)]
+        grouped = self.labels[self._order]
+        classes = int(max(int(target.max()), int(grouped.max()))) + 1
+        counts = torch.bincount(grouped, minlength=classes)
+        starts = counts.cumsum(0) - counts
+        own = counts[target]  # (B,)
+        avail = self._order.shape[0] - own  # other-class rows known for each sample
+        m = min(count, int(avail.min()))
+        if m <= 0:
+            return target.new_zeros(target.shape[0], 0)
+        u = (torch.rand(target.shape[0], m, device=target.device) * avail[:, None]).long()
+        u = torch.minimum(u, avail[:, None] - 1)
+        pos = u + (u >= starts[target][:, None]) * own[:, None]  # skip the own-class block
+        return self._order[pos]
+
+    @torch.no_grad()
+    def update(self, index: torch.Tensor, embeddings: torch.Tensor) -> None:
+        """rows <- normalise(momentum·rows + (1 − momentum)·embeddings); embeddings (K, B, dim)."""
+        rows = self.vectors[:, index] * self.momentum + embeddings.detach() * (1 - self.momentum)
+        self.vectors[:, index] = F.normalize(rows, dim=-1)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.vectors is None:
+            return {}
+        return {"bank": self.vectors, "labels": self.labels}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        unknown = sorted(set(state) - {"bank", "labels"})
+        if unknown or (state and set(state) != {"bank", "labels"}):
+            raise ValueError(
+                f"an MCL-OKD method state holds 'bank' and 'labels', got {sorted(state)}"
+            )
+        if state and state["bank"].shape[::2] != (self.branches, self.dim):
+            raise CollabError(
+                f"the saved memory bank has shape {tuple(state['bank'].shape)}, not "
+                f"({self.branches}, N, {self.dim}); resume with the run's own method options"
+            )
+        self.vectors = state["bank"].clone() if state else None
+        self.labels = state["labels"].clone().long() if state else None
+        self._order = None
+
+
+def bank_nce(bank_rows: torch.Tensor, embeddings: torch.Tensor, *, tau: float) -> torch.Tensor:
+    """NCE loss of every ordered branch pair (i ≠ j), summed: the MCL-OKD contrastive term.
+
+    Args:
+        bank_rows: (K, B, 1 + m, D) rows of bank i, the positive (the sample's own row) first,
+            then m other-class negatives; treated as constants.
+        embeddings: (K, B, D) embeddings of the batch.
+        tau: temperature τ.
+
+    With P = exp(s/τ)/Z, Z = N·mean(exp(s/τ)) re-estimated per batch and pair (detached) and
+    noise probability 1/N: loss_ij = −[Σ_b log P⁺/(P⁺ + m/N) + Σ_{b,n} log (m/N)/(P⁻ + m/N)] / B,
+    where N cancels. Computed in log space.
+    """
+    k, b, slots, _ = bank_rows.shape
+    m = slots - 1
+    s = torch.einsum("ibnd,jbd->ijbn", bank_rows.detach(), embeddings) / tau  # (K, K, B, 1+m)
+    log_mean = torch.logsumexp(s.detach().flatten(2), dim=2) - math.log(b * slots)  # (K, K)
+    log_noise = (math.log(m) + log_mean)[:, :, None]
+    pos = -F.softplus(log_noise - s[..., 0])  # log P⁺/(P⁺ + m/N), (K, K, B)
+    neg = -F.softplus(s[..., 1:] - log_noise[..., None])  # log (m/N)/(P⁻ + m/N)
+    per_pair = -(pos.sum(dim=2) + neg.sum(dim=(2, 3))) / b
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=s.device)
+    return per_pair[off_diagonal].sum()
+
+
+def batch_infonce(embeddings: torch.Tensor, target: torch.Tensor, *, tau: float) -> torch.Tensor:
+    """In-batch InfoNCE of every ordered pair (i ≠ j), summed: (K, B, D), (B,) -> scalar.
+
+    For pair (i, j) sample b of branch j is scored against branch i's (detached) embeddings of
+    the batch; the positive is sample b, other samples of b's class are masked out.
+    """
+    k, b, _ = embeddings.shape
+    s = torch.einsum("icd,jbd->ijbc", embeddings.detach(), embeddings) / tau  # (K, K, B, B)
+    same = (target[:, None] == target[None, :]) & ~torch.eye(b, dtype=torch.bool, device=s.device)
+    s = s.masked_fill(same, float("-inf"))
+    ce = -s.log_softmax(dim=-1).diagonal(dim1=2, dim2=3).mean(dim=2)  # (K, K)
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=s.device)
+    return ce[off_diagonal].sum()
+
+
+class MCLOKD(Method):
+    """Σ_k CE(z_k, y) + w_kd·T²·KL(mean_k z_k ‖ z_last) + w_c·Σ_{i≠j} NCE_ij.
+
+    The KD target (the mean of all branch logits) is **detached** and only the last branch is
+    distilled, so the KD term sends gradient only into the last branch (and the trunk). The
+    memory banks live in the method (not in the model, which stays small to ship) and are
+    saved via :meth:`state_dict` for resuming.
+    """
+
+    Options = MCLOKDOptions
+
+    def __init__(self, options: MCLOKDOptions) -> None:
+        super().__init__(options)
+        self.bank: MemoryBank | None = None
+
+    def build_model(self, model_cfg: Any, data: DataShape) -> MCLOKDModel:
+        opts: MCLOKDOptions = self.options
+        k = model_cfg.peers
+        nets = build_nets(
+            model_cfg.arch,
+            count=k,
+            num_classes=data.num_classes,
+            in_chans=data.in_chans,
+            **model_cfg.options,
+        )
+        self.bank = MemoryBank(
+            branches=k, dim=opts.embed_dim, momentum=opts.momentum, size=opts.bank_size
+        )
+        return MCLOKDModel(
+            nets,
+            embed_dim=opts.embed_dim,
+            splits=[(opts.split_after, k)],
+            mean=data.mean,
+            std=data.std,
+            peer_names=[f"{model_cfg.arch}:branch{i}" for i in range(k)],
+            ensemble=model_cfg.ensemble,
+        )
+
+    def loss(
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, LossParts]:
+        opts: MCLOKDOptions = self.options
+        ce = peer_cross_entropy(out.peer_logits, target)
+        kd = last_branch_kd(out.peer_logits, temperature=opts.temperature)
+        contrast = self.contrastive(out.extras["embeddings"], target, index=index)
+        total = ce.sum() + opts.kd_weight * kd + opts.contrast_weight * contrast
+        return total, {"ce": ce.detach(), "kd": kd.detach(), "contrast": contrast.detach()}
+
+    def contrastive(
+        self, emb: torch.Tensor, target: torch.Tensor, *, index: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The contrastive term: bank NCE (updating the banks) with indices, else in-batch."""
+        opts: MCLOKDOptions = self.options
+        if opts.contrast == "batch" or index is None:
+            return batch_infonce(emb, target, tau=opts.nce_temperature)
+        bank = self._bank(emb.shape[0])
+        bank.ensure(index)
+        bank.record_labels(index, target)
+        negatives = bank.sample_negatives(target, opts.negatives)  # (B, m)
+        if negatives.shape[1] == 0:  # no other class known yet: nothing to contrast against
+            loss = emb.new_zeros(())
+        else:
+            rows = bank.vectors[:, torch.cat([index[:, None], negatives], dim=1)]  # (K, B, 1+m, D)
+            loss = bank_nce(rows, emb, tau=opts.nce_temperature)
+        bank.update(index, emb)
+        return loss
+
+    def _bank(self, branches: int) -> MemoryBank:
+        if self.bank is None:  # loss() before build_model(), e.g. a resumed method
+            opts: MCLOKDOptions = self.options
+            self.bank = MemoryBank(
+                branches=branches, dim=opts.embed_dim, momentum=opts.momentum, size=opts.bank_size
+            )
+        return self.bank
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self.bank is None else self.bank.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            self._bank(state["bank"].shape[0] if "bank" in state else 0).load_state_dict(state)
+
+
+def last_branch_kd(peer_logits: torch.Tensor, *, temperature: float) -> torch.Tensor:
+    """T²·KL(softmax(mean_k z_k / T), detached ‖ softmax(z_last / T)): (K, B, C) -> ()."""
+    log_q = (peer_logits.detach().mean(dim=0) / temperature).log_softmax(dim=-1)
+    log_p = (peer_logits[-1] / temperature).log_softmax(dim=-1)
+    return (log_q.exp() * (log_q - log_p)).sum() / peer_logits.shape[1] * temperature**2
