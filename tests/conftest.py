@@ -27,7 +27,6 @@ TINY = (
     "data.batch_size=32",
 )
 
-os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
