@@ -1,0 +1,76 @@
+"""Capturing activations by module path, with hooks that never outlive the probe."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from analysis.errors import CollabError
+
+
+def peer_layers(model: nn.Module, i: int) -> list[str]:
+    """Full module paths of peer ``i``'s probe layers, e.g. ``["peers.0.layer1", ...]``.
+
+    Containers may define ``peer_layers(i)`` themselves (shared trunks, exits); otherwise the
+    peer network's ``probe_layers`` are prefixed with ``model.peer_prefix(i)``.
+    """
+    if hasattr(model, "peer_layers"):
+        return list(model.peer_layers(i))
+    net = model.peers[i]
+    return [f"{model.peer_prefix(i)}{name}" for name in getattr(net, "probe_layers", [])]
+
+
+def resolve(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
+    """Module path -> module; an unknown path is a CollabError suggesting the closest names."""
+    modules = dict(model.named_modules())
+    found = {}
+    for name in layers:
+        if name not in modules:
+            close = difflib.get_close_matches(name, list(modules), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise CollabError(f"the model has no layer {name!r}{hint}")
+        found[name] = modules[name]
+    return found
+
+
+@contextmanager
+def capture(
+    model: nn.Module, layers: Sequence[str], *, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of ``layers`` on every forward pass.
+
+    Yields a dict that each forward overwrites with ``{path: output}`` (passed through
+    ``transform`` if given, e.g. to pool or detach). The hooks are removed on exit, also on
+    error, so the model keeps exactly the hooks it had.
+
+    Example:
+        >>> with capture(model, ["peers.0.layer1"]) as acts:
+        ...     model(x)
+        >>> acts["peers.0.layer1"].shape  # (B, C, H, W)
+    """
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            store[name] = transform(tensor) if transform else tensor
+
+        return hook
+
+    try:
+        for name, module in resolve(model, layers).items():
+            handles.append(module.register_forward_hook(hook_for(name)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of forward hooks on ``model`` and its submodules (tests: hooks never leak)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
