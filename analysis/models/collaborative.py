@@ -81,6 +81,10 @@ class CollaborativeModel(nn.Module):
         """Module-path prefix of peer ``i``'s own layers, e.g. ``"peers.0."``."""
         return f"peers.{i}."
 
+    def peer_probe_layers(self, i: int) -> list[str]:
+        """Module paths (in this model) of peer ``i``'s main stages, e.g. ``peers.0.layer1``."""
+        return [f"{self.peer_prefix(i)}{name}" for name in getattr(self.peers[i], "probe_layers", [])]
+
     def forward(self, x: torch.Tensor) -> CollabOutput:
         if x.dim() == 5:
             if x.shape[0] != self.num_peers:

@@ -15,13 +15,12 @@ from analysis.errors import CollabError
 def peer_layers(model: nn.Module, i: int) -> list[str]:
     """Full module paths of peer ``i``'s probe layers, e.g. ``["peers.0.layer1", ...]``.
 
-    Containers may define ``peer_layers(i)`` themselves (shared trunks, exits); otherwise the
-    peer network's ``probe_layers`` are prefixed with ``model.peer_prefix(i)``.
+    Every collaborative container answers this with ``peer_probe_layers(i)`` (for a shared trunk
+    the first paths are the trunk's, shared by all peers).
     """
-    if hasattr(model, "peer_layers"):
-        return list(model.peer_layers(i))
-    net = model.peers[i]
-    return [f"{model.peer_prefix(i)}{name}" for name in getattr(net, "probe_layers", [])]
+    if not hasattr(model, "peer_probe_layers"):
+        raise CollabError(f"{type(model).__name__} does not name its peers' layers (peer_probe_layers)")
+    return list(model.peer_probe_layers(i))
 
 
 def resolve(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:

@@ -12,11 +12,11 @@ import torch
 import torchvision
 from torch import nn
 
+from analysis.models import count_parameters
 from analysis.training.config import Config
 
 
 def build_manifest(config: Config, data: Any, model: nn.Module, *, status: str, **extra: Any) -> dict[str, Any]:
-    peers = getattr(model, "peers", [])
     return {
         "method": config.method.name,
         "dataset": data.name,
@@ -29,7 +29,7 @@ def build_manifest(config: Config, data: Any, model: nn.Module, *, status: str, 
             "class_names": list(data.class_names),
         },
         "peer_names": list(getattr(model, "peer_names", [])),
-        "param_counts": [sum(p.numel() for p in peer.parameters()) for peer in peers],
+        "param_counts": [count_parameters(model.peer(i)) for i in range(model.num_peers)],
         "total_params": sum(p.numel() for p in model.parameters()),
         "seed": config.train.seed,
         "epochs": config.train.epochs,
