@@ -24,21 +24,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; checkpoints written so far are kept (resume with --resume)", file=sys.stderr)
+        print(
+            "interrupted; checkpoints written so far are kept (resume with --resume)",
+            file=sys.stderr,
+        )
         return 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="collab", description="Train and explore collaboratively learned networks.")
+    parser = argparse.ArgumentParser(
+        prog="collab", description="Train and explore collaboratively learned networks."
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a run from a YAML preset")
-    p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/dml_digits.yaml (optional with --resume)")
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="YAML preset, e.g. configs/dml_digits.yaml (optional with --resume)",
+    )
     p.add_argument("--out", help="run folder to write (default: runs/<preset name>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -49,13 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("runs", help="list the runs under a root folder")
-    p.add_argument("--root", default=str(REPO / "runs"), help="folder holding run folders (default: runs/)")
+    p.add_argument(
+        "--root", default=str(REPO / "runs"), help="folder holding run folders (default: runs/)"
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("app", help="open the Streamlit dashboard on localhost")
-    p.add_argument("--root", default=str(REPO / "runs"), help="runs root the app may open (default: runs/)")
+    p.add_argument(
+        "--root", default=str(REPO / "runs"), help="runs root the app may open (default: runs/)"
+    )
     p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--address", default="127.0.0.1", help="listen address (default: localhost only)")
+    p.add_argument(
+        "--address", default="127.0.0.1", help="listen address (default: localhost only)"
+    )
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("zoo", help="rebuild the embedded default runs deterministically")
@@ -77,7 +100,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = _resume_config(out, args)
     else:
         if args.config is None:
-            raise CollabError("collab train needs a YAML preset, e.g. collab train configs/dml_digits.yaml")
+            raise CollabError(
+                "collab train needs a YAML preset, e.g. collab train configs/dml_digits.yaml"
+            )
         config = load_config(args.config, args.overrides)
         out = out or REPO / "runs" / Path(args.config).stem
     config = config_from_dict(to_dict(config))
@@ -97,26 +122,36 @@ def _resume_config(out: Path, args: argparse.Namespace):
         raise CollabError(f"{out} has no {CONFIG} to resume from; start it without --resume")
     saved = config_from_dict(yaml.safe_load(saved_path.read_text()))
     if args.config or args.overrides:
-        given = load_config(args.config, args.overrides) if args.config else load_config(saved_path, args.overrides)
+        given = (
+            load_config(args.config, args.overrides)
+            if args.config
+            else load_config(saved_path, args.overrides)
+        )
         if given.to_dict() != saved.to_dict():
-            raise CollabError(f"the given config differs from the one {out} was trained with; resume without changes")
+            raise CollabError(
+                f"the given config differs from the one {out} was trained with; resume without changes"
+            )
     return saved
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
     from torch.utils.data import DataLoader
 
     from analysis.runs import load_run
     from analysis.training.stats import evaluate
-    import torch
 
     run = load_run(args.run, checkpoint=args.checkpoint)
     loader = DataLoader(run.dataset(args.split), batch_size=256)
     result = evaluate(run.model, loader, device=torch.device("cpu"))
-    print(f"{run.name} ({run.manifest['method']} on {run.manifest['dataset']}, {args.split}, checkpoint {args.checkpoint})")
+    print(
+        f"{run.name} ({run.manifest['method']} on {run.manifest['dataset']}, {args.split}, checkpoint {args.checkpoint})"
+    )
     for name, acc, loss in zip(run.peer_names, result["peer_acc"], result["peer_loss"]):
         print(f"  {name:<24} acc {100 * acc:6.2f}%  loss {loss:.4f}")
-    print(f"  {'ensemble':<24} acc {100 * result['ensemble_acc']:6.2f}%  loss {result['ensemble_loss']:.4f}")
+    print(
+        f"  {'ensemble':<24} acc {100 * result['ensemble_acc']:6.2f}%  loss {result['ensemble_loss']:.4f}"
+    )
     return 0
 
 
@@ -127,23 +162,40 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     found = list_runs(args.root)
     if not found:
-        print(f"no runs under {args.root}; train one with `collab train` or rebuild the defaults with `collab zoo`")
+        print(
+            f"no runs under {args.root}; train one with `collab train` or rebuild the defaults with `collab zoo`"
+        )
         return 0
     print(f"{'run':<28} {'method':<12} {'dataset':<10} {'peers':>5} {'best acc':>9}  status")
     for path in found:
         m = json.loads((path / MANIFEST).read_text())
         acc = f"{100 * m['best_acc']:.2f}%" if m.get("best_acc", -1) >= 0 else "-"
-        print(f"{path.name:<28} {m['method']:<12} {m['dataset']:<10} {len(m['peer_names']):>5} {acc:>9}  {m['status']}")
+        print(
+            f"{path.name:<28} {m['method']:<12} {m['dataset']:<10} {len(m['peer_names']):>5} {acc:>9}  {m['status']}"
+        )
     return 0
 
 
 def cmd_app(args: argparse.Namespace) -> int:
     entry = REPO / "app" / "main.py"
     if not entry.is_file():
-        raise CollabError(f"the app is not found at {entry}; run `collab app` from a source checkout")
+        raise CollabError(
+            f"the app is not found at {entry}; run `collab app` from a source checkout"
+        )
     env = {**os.environ, "COLLAB_RUNS_ROOT": str(Path(args.root).resolve())}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", args.address,
-           "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(entry),
+        "--server.address",
+        args.address,
+        "--server.port",
+        str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     return subprocess.call(cmd, env=env)
 
 

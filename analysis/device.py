@@ -15,7 +15,11 @@ def pick_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise CollabError("device 'cuda' was requested but no CUDA GPU is visible; use train.device=auto")
+        raise CollabError(
+            "device 'cuda' was requested but no CUDA GPU is visible; use train.device=auto"
+        )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise CollabError("device 'mps' was requested but MPS is not available; use train.device=auto")
+        raise CollabError(
+            "device 'mps' was requested but MPS is not available; use train.device=auto"
+        )
     return torch.device(name)

@@ -63,8 +63,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def append_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
     with open(Path(run_dir) / METRICS, "a") as fh:
-        for record in records:
-            fh.write(json.dumps(record) + "\n")
+        fh.writelines(json.dumps(record) + "\n" for record in records)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -124,7 +123,10 @@ class Run:
 
         cfg = self.config["data"]
         return build_dataset(
-            cfg["name"], root=cfg.get("root"), download=False, image_size=cfg.get("image_size"),
+            cfg["name"],
+            root=cfg.get("root"),
+            download=False,
+            image_size=cfg.get("image_size"),
             seed=self.config["train"]["seed"],
         )
 
@@ -136,14 +138,18 @@ class Run:
     @property
     def checkpoints(self) -> list[str]:
         """Checkpoint names available in this run (``best``, ``last``, ``epoch_001``, ...)."""
-        return sorted(p.name[: -len(".safetensors")] for p in (self.path / CHECKPOINTS).glob("*.safetensors"))
+        return sorted(
+            p.name[: -len(".safetensors")] for p in (self.path / CHECKPOINTS).glob("*.safetensors")
+        )
 
     def load_checkpoint(self, name: str) -> nn.Module:
         """A fresh copy of the model with checkpoint ``name`` loaded (eval mode, CPU)."""
         return build_run_model(self.config, self.manifest, self.path, name)
 
 
-def build_run_model(config: dict[str, Any], manifest: dict[str, Any], run_dir: Path, name: str) -> nn.Module:
+def build_run_model(
+    config: dict[str, Any], manifest: dict[str, Any], run_dir: Path, name: str
+) -> nn.Module:
     from analysis.methods import create_method
     from analysis.training.checkpoint import load_weights
     from analysis.training.config import config_from_dict
@@ -160,12 +166,22 @@ def load_run(path: str | Path, checkpoint: str = "best") -> Run:
     if not path.is_dir():
         raise CollabError(f"run folder {path} does not exist; list runs with `collab runs`")
     if not is_run(path):
-        raise CollabError(f"{path} is not a run folder (no {MANIFEST} or {CONFIG}); train one with `collab train`")
+        raise CollabError(
+            f"{path} is not a run folder (no {MANIFEST} or {CONFIG}); train one with `collab train`"
+        )
     try:
         config = yaml.safe_load((path / CONFIG).read_text())
         manifest = json.loads((path / MANIFEST).read_text())
     except (yaml.YAMLError, json.JSONDecodeError):
-        raise CollabError(f"{path} has an unreadable {CONFIG} or {MANIFEST}; retrain the run") from None
+        raise CollabError(
+            f"{path} has an unreadable {CONFIG} or {MANIFEST}; retrain the run"
+        ) from None
     model = build_run_model(config, manifest, path, checkpoint)
-    return Run(path=path, config=config, manifest=manifest, model=model, checkpoint=checkpoint,
-               metrics=read_metrics(path))
+    return Run(
+        path=path,
+        config=config,
+        manifest=manifest,
+        model=model,
+        checkpoint=checkpoint,
+        metrics=read_metrics(path),
+    )

@@ -26,12 +26,17 @@ class ZooEntry:
 
 ZOO = (
     ZooEntry("dml-digits", "configs/dml_digits.yaml", about="DML, 3 ResNet-8 peers on digits"),
-    ZooEntry("independent-digits", "configs/independent_digits.yaml",
-             about="the same 3 peers trained independently (the control for dml-digits)"),
+    ZooEntry(
+        "independent-digits",
+        "configs/independent_digits.yaml",
+        about="the same 3 peers trained independently (the control for dml-digits)",
+    ),
 )
 
 
-def build_zoo(root: str | Path, *, only: list[str] | None = None, progress: bool = True) -> list[Path]:
+def build_zoo(
+    root: str | Path, *, only: list[str] | None = None, progress: bool = True
+) -> list[Path]:
     """Train every zoo entry (or those in ``only``) into ``root/NAME``.
 
     Each run is trained into a temporary sibling folder and swapped in only when complete, so

@@ -10,8 +10,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(1)
 
@@ -28,11 +28,14 @@ TINY = (
 )
 
 
-
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``collab ARGS`` in a fresh interpreter, capturing its output."""
     return subprocess.run(
-        [sys.executable, "-m", "analysis.cli", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=600
+        [sys.executable, "-m", "analysis.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=600,
     )
 
 

@@ -30,7 +30,9 @@ def test_train_then_eval_then_runs(tmp_path):
 
 
 def test_unknown_config_key(tmp_path):
-    proc = run_cli("train", str(DML_PRESET), "--out", str(tmp_path / "x"), "--set", "train.epohcs=2")
+    proc = run_cli(
+        "train", str(DML_PRESET), "--out", str(tmp_path / "x"), "--set", "train.epohcs=2"
+    )
     _assert_one_line_error(proc, "'train.epohcs'")
     assert not (tmp_path / "x").exists()
 

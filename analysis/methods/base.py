@@ -56,7 +56,9 @@ class Method:
         arch = model_cfg.arch
         names = arch if isinstance(arch, list) else [arch] * model_cfg.peers
         peers = [
-            create_model(name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options)
+            create_model(
+                name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options
+            )
             for name in names
         ]
         return CollaborativeModel(
@@ -68,7 +70,12 @@ class Method:
         )
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         """Return the total training objective and its named parts (for logging).
 

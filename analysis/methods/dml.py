@@ -33,7 +33,12 @@ class DML(Method):
     Options = DMLOptions
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         opts: DMLOptions = self.options
         ce = peer_cross_entropy(out.peer_logits, target)

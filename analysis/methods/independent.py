@@ -25,7 +25,12 @@ class Independent(Method):
     Options = IndependentOptions
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         ce = peer_cross_entropy(out.peer_logits, target)
         return ce.sum(), {"ce": ce.detach()}

@@ -35,6 +35,7 @@ the final exit (``ensemble="final"``, the network that is deployed) or a mean ov
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,7 +91,9 @@ class IntraModel(MultiExitModel):
     pass, ``paired_logits`` (K, B, C), the exits on the second half.
     """
 
-    def __init__(self, nets, *, pairing: str = "none", kernel_penalty: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, nets, *, pairing: str = "none", kernel_penalty: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(nets, **kwargs)
         self.pairing = pairing
         self.kernel_penalty = kernel_penalty
@@ -162,7 +165,9 @@ def distill_to_final(peer_logits: torch.Tensor, *, temperature: float) -> torch.
     """T²·KL(p_final/T detached ‖ p_k/T) of every auxiliary exit: (K, B, C) -> (K-1,)."""
     target = (peer_logits[-1].detach() / temperature).log_softmax(dim=-1)
     terms = [
-        F.kl_div((z / temperature).log_softmax(dim=-1), target, reduction="batchmean", log_target=True)
+        F.kl_div(
+            (z / temperature).log_softmax(dim=-1), target, reduction="batchmean", log_target=True
+        )
         for z in peer_logits[:-1]
     ]
     if not terms:
@@ -172,7 +177,7 @@ def distill_to_final(peer_logits: torch.Tensor, *, temperature: float) -> torch.
 
 def representation_term(pooled: list[torch.Tensor], *, mode: str) -> torch.Tensor:
     """Mean over adjacent exits of CKA (``redundancy``) or 1 - CKA (``consistency``)."""
-    ckas = [linear_cka(p, q) for p, q in zip(pooled[:-1], pooled[1:])]
+    ckas = [linear_cka(p, q) for p, q in itertools.pairwise(pooled)]
     if not ckas:
         return pooled[0].new_zeros(())
     cka = torch.stack(ckas).mean()
@@ -191,12 +196,22 @@ class IntraCL(Method):
 
     def __init__(self, options: IntraCLOptions) -> None:
         super().__init__(options)
-        weights = ("aux_ce_weight", "output_weight", "distill_weight", "repr_weight", "kernel_weight")
+        weights = (
+            "aux_ce_weight",
+            "output_weight",
+            "distill_weight",
+            "repr_weight",
+            "kernel_weight",
+        )
         for key in weights:
             if getattr(options, key) < 0:
-                raise CollabError(f"method.{key} must be 0 (off) or positive, got {getattr(options, key)}")
+                raise CollabError(
+                    f"method.{key} must be 0 (off) or positive, got {getattr(options, key)}"
+                )
         if options.temperature <= 0:
-            raise CollabError(f"method.temperature must be positive, got {options.temperature}; use e.g. 3")
+            raise CollabError(
+                f"method.temperature must be positive, got {options.temperature}; use e.g. 3"
+            )
         # Two augmented views are only needed when the view-consistency term is on.
         self.per_peer_views = options.output_weight > 0 and options.consistency == "views"
 
@@ -204,42 +219,73 @@ class IntraCL(Method):
         opts: IntraCLOptions = self.options
         arch = model_cfg.arch
         if model_cfg.peers != 1:
-            raise CollabError(f"intra_cl trains one network but model.peers is {model_cfg.peers}; set model.peers=1")
+            raise CollabError(
+                f"intra_cl trains one network but model.peers is {model_cfg.peers}; set model.peers=1"
+            )
         name = arch[0] if isinstance(arch, list) else arch
-        net = create_model(name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options)
+        net = create_model(
+            name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options
+        )
         pairing = opts.consistency if opts.output_weight > 0 else "none"
-        if pairing == "dropout" and not any(isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules()):
+        if pairing == "dropout" and not any(
+            isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules()
+        ):
             raise CollabError(
                 f"intra_cl consistency='dropout' needs dropout in {name!r}; "
                 "set model.options.dropout=0.2 (if the model has it) or method.consistency=views"
             )
         return IntraModel(
-            [net], exits_after=opts.exits_after, num_classes=data.num_classes, in_chans=data.in_chans,
-            mean=data.mean, std=data.std, ensemble=opts.ensemble,
-            pairing=pairing, kernel_penalty=opts.kernel_weight > 0,
+            [net],
+            exits_after=opts.exits_after,
+            num_classes=data.num_classes,
+            in_chans=data.in_chans,
+            mean=data.mean,
+            std=data.std,
+            ensemble=opts.ensemble,
+            pairing=pairing,
+            kernel_penalty=opts.kernel_weight > 0,
         )
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         opts: IntraCLOptions = self.options
         z = out.peer_logits
         zero = z.new_zeros(())
         ce = peer_cross_entropy(z, target)
         ce_total = ce[-1] + opts.aux_ce_weight * ce[:-1].sum()
-        distill = distill_to_final(z, temperature=opts.temperature).sum() if opts.distill_weight > 0 else zero
+        distill = (
+            distill_to_final(z, temperature=opts.temperature).sum()
+            if opts.distill_weight > 0
+            else zero
+        )
         output = zero
         if opts.output_weight > 0 and "paired_logits" in out.extras:
-            output = symmetric_kl(z[-1], out.extras["paired_logits"][-1], temperature=opts.temperature)
+            output = symmetric_kl(
+                z[-1], out.extras["paired_logits"][-1], temperature=opts.temperature
+            )
         rep = zero
         if opts.repr_weight > 0:
             pooled = [v for k, v in out.extras.items() if k.startswith("pooled/")]
             rep = representation_term(pooled, mode=opts.repr_mode)
         kernel = out.extras["kernel_redundancy"] if opts.kernel_weight > 0 else zero
         total = (
-            ce_total + opts.distill_weight * distill + opts.output_weight * output
-            + opts.repr_weight * rep + opts.kernel_weight * kernel
+            ce_total
+            + opts.distill_weight * distill
+            + opts.output_weight * output
+            + opts.repr_weight * rep
+            + opts.kernel_weight * kernel
         )
-        parts = {"ce": ce.detach(), "distill": distill.detach(), "output": output.detach(),
-                 "repr": rep.detach(), "kernel": kernel.detach()}
+        parts = {
+            "ce": ce.detach(),
+            "distill": distill.detach(),
+            "output": output.detach(),
+            "repr": rep.detach(),
+            "kernel": kernel.detach(),
+        }
         return total, parts

@@ -69,10 +69,14 @@ class JointDecisionModel(MultiExitModel):
         **kwargs: passed to :class:`MultiExitModel` (``exits_after``, ``num_classes``, ...).
     """
 
-    def __init__(self, nets: Sequence[nn.Module], *, combine: str = "mean_prob", **kwargs: Any) -> None:
+    def __init__(
+        self, nets: Sequence[nn.Module], *, combine: str = "mean_prob", **kwargs: Any
+    ) -> None:
         super().__init__(nets, **kwargs)
         if combine not in COMBINE_RULES:
-            raise CollabError(f"unknown combine rule {combine!r}; use one of {', '.join(COMBINE_RULES)}")
+            raise CollabError(
+                f"unknown combine rule {combine!r}; use one of {', '.join(COMBINE_RULES)}"
+            )
         self.combine_rule = combine
         if combine == "learned":
             self.participant_logits = nn.Parameter(torch.zeros(self.num_peers))
@@ -81,7 +85,9 @@ class JointDecisionModel(MultiExitModel):
         """The weight of every participant in the joint decision: (K,), summing to 1."""
         if self.combine_rule == "learned":
             return self.participant_logits.softmax(dim=0)
-        return torch.full((self.num_peers,), 1.0 / self.num_peers, device=self.normalize.mean.device)
+        return torch.full(
+            (self.num_peers,), 1.0 / self.num_peers, device=self.normalize.mean.device
+        )
 
     def combine(self, peer_logits: torch.Tensor) -> torch.Tensor:
         """log Σ_k w_k softmax(z_k): (K, B, C) -> (B, C) log joint probabilities."""
@@ -102,25 +108,41 @@ class JointDecision(Method):
         super().__init__(options)
         for key in ("participant_weight", "joint_weight"):
             if getattr(options, key) < 0:
-                raise CollabError(f"method.{key} must be 0 or positive, got {getattr(options, key)}")
+                raise CollabError(
+                    f"method.{key} must be 0 or positive, got {getattr(options, key)}"
+                )
         if options.combine == "learned" and options.joint_weight == 0:
-            raise CollabError("combine='learned' trains its weights by the joint term; set method.joint_weight > 0")
+            raise CollabError(
+                "combine='learned' trains its weights by the joint term; set method.joint_weight > 0"
+            )
 
     def build_model(self, model_cfg: Any, data: DataShape) -> nn.Module:
         opts: JointDecisionOptions = self.options
         arch = model_cfg.arch
         names = arch if isinstance(arch, list) else [arch] * model_cfg.peers
         nets = [
-            create_model(name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options)
+            create_model(
+                name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options
+            )
             for name in names
         ]
         return JointDecisionModel(
-            nets, combine=opts.combine, exits_after=opts.exits_after, num_classes=data.num_classes,
-            in_chans=data.in_chans, mean=data.mean, std=data.std,
+            nets,
+            combine=opts.combine,
+            exits_after=opts.exits_after,
+            num_classes=data.num_classes,
+            in_chans=data.in_chans,
+            mean=data.mean,
+            std=data.std,
         )
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         opts: JointDecisionOptions = self.options
         ce = peer_cross_entropy(out.peer_logits, target)

@@ -32,7 +32,6 @@ shift (the "stay" group is last).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from analysis.errors import CollabError
@@ -51,6 +50,38 @@ def shift_group_sizes(channels: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(len(SHIFT_DIRECTIONS))]
 
 
+def shift_channels(x: torch.Tensor, sizes: list[int], *, sign: int = 1) -> torch.Tensor:
+    """Move channel group i of (B, C, H, W) by ``sign`` x direction i, zero fill (no autograd).
+
+    ``out[:, group, y, x] = x[:, group, y - dy, x - dx]`` where the source is inside the image.
+    """
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    start = 0
+    for (dy, dx), size in zip(SHIFT_DIRECTIONS, sizes):
+        dy, dx = sign * dy, sign * dx
+        if size:
+            c = slice(start, start + size)
+            out[:, c, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+                :, c, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+            ]
+        start += size
+    return out
+
+
+class _ShiftFunction(torch.autograd.Function):
+    """The shift and its adjoint (the opposite shift): one buffer per pass instead of 9 slices."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        ctx.sizes = sizes
+        return shift_channels(x, sizes)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return shift_channels(grad, ctx.sizes, sign=-1), None
+
+
 class Shift(nn.Module):
     """Parameter-free shift: (B, C, H, W) -> (B, C, H, W), each group moved one pixel, zero fill."""
 
@@ -60,15 +91,7 @@ class Shift(nn.Module):
         self.sizes = shift_group_sizes(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        padded = F.pad(x, (1, 1, 1, 1))
-        parts, start = [], 0
-        for (dy, dx), size in zip(SHIFT_DIRECTIONS, self.sizes):
-            if size:
-                # out[y, x] = in[y - dy, x - dx] = padded[y - dy + 1, x - dx + 1]
-                parts.append(padded[:, start : start + size, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w])
-            start += size
-        return torch.cat(parts, dim=1)
+        return _ShiftFunction.apply(x, self.sizes)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"

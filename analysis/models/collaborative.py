@@ -83,7 +83,9 @@ class CollaborativeModel(nn.Module):
 
     def peer_probe_layers(self, i: int) -> list[str]:
         """Module paths (in this model) of peer ``i``'s main stages, e.g. ``peers.0.layer1``."""
-        return [f"{self.peer_prefix(i)}{name}" for name in getattr(self.peers[i], "probe_layers", [])]
+        return [
+            f"{self.peer_prefix(i)}{name}" for name in getattr(self.peers[i], "probe_layers", [])
+        ]
 
     def forward(self, x: torch.Tensor) -> CollabOutput:
         if x.dim() == 5:

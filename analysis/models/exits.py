@@ -141,19 +141,24 @@ class MultiExitModel(nn.Module):
         if len(nets) < 1:
             raise ValueError("a multi-exit model needs at least one network")
         if ensemble not in ENSEMBLE_RULES:
-            raise CollabError(f"unknown ensemble rule {ensemble!r}; use one of {', '.join(ENSEMBLE_RULES)}")
+            raise CollabError(
+                f"unknown ensemble rule {ensemble!r}; use one of {', '.join(ENSEMBLE_RULES)}"
+            )
         self.normalize = Normalize(mean, std)
         self.nets = nn.ModuleList(nets)
         self.exits_after = list(exits_after)
         self.ensemble = ensemble
         self.heads = nn.ModuleList(
-            self._build_heads(net, n, num_classes=num_classes, in_chans=in_chans) for n, net in enumerate(nets)
+            self._build_heads(net, n, num_classes=num_classes, in_chans=in_chans)
+            for n, net in enumerate(nets)
         )
         self.exit_nets = [n for n in range(len(nets)) for _ in range(len(self.exits_after) + 1)]
         self.exit_stages = [*self.exits_after, FINAL_EXIT] * len(nets)
         self.peer_names = [f"net{n}/{s}" for n, s in zip(self.exit_nets, self.exit_stages)]
 
-    def _build_heads(self, net: StagedNet, n: int, *, num_classes: int, in_chans: int) -> nn.ModuleDict:
+    def _build_heads(
+        self, net: StagedNet, n: int, *, num_classes: int, in_chans: int
+    ) -> nn.ModuleDict:
         channels = stage_channels(net, in_chans=in_chans)
         order = list(net.feature_names)
         positions = []
@@ -225,7 +230,9 @@ class MultiExitModel(nn.Module):
     def forward(self, x: torch.Tensor) -> CollabOutput:
         """(B, C, H, W) images -> CollabOutput; ``extras["pooled/<peer name>"]`` per exit."""
         if x.dim() != 4:
-            raise ValueError(f"a multi-exit model takes (B, C, H, W) images, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"a multi-exit model takes (B, C, H, W) images, got shape {tuple(x.shape)}"
+            )
         logits, pooled = self.forward_exits(x)
         extras = {f"pooled/{name}": p for name, p in zip(self.peer_names, pooled)}
         return CollabOutput(logits, self.combine(logits), extras)

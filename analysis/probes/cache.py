@@ -36,7 +36,9 @@ def file_digest(path: Path) -> str:
 
 
 def cache_key(probe: str, args: dict[str, Any], checkpoint_digest: str) -> str:
-    blob = json.dumps({"probe": probe, "args": args, "checkpoint": checkpoint_digest}, sort_keys=True)
+    blob = json.dumps(
+        {"probe": probe, "args": args, "checkpoint": checkpoint_digest}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -56,7 +58,9 @@ def save_result(path: Path, result: Any) -> None:
     try:
         metadata = {"json": json.dumps(plain), "class": type(result).__name__}
     except TypeError as exc:
-        raise TypeError(f"{type(result).__name__} has a field that is neither a tensor nor JSON: {exc}") from None
+        raise TypeError(
+            f"{type(result).__name__} has a field that is neither a tensor nor JSON: {exc}"
+        ) from None
     atomic_save(path, tensors, metadata)
 
 
@@ -72,7 +76,15 @@ def load_result(path: Path, cls: type[R]) -> R:
     return cls(**values)
 
 
-def cached(run: Any, probe: str, args: dict[str, Any], cls: type[R], compute: Callable[[], R], *, refresh: bool = False) -> R:
+def cached(
+    run: Any,
+    probe: str,
+    args: dict[str, Any],
+    cls: type[R],
+    compute: Callable[[], R],
+    *,
+    refresh: bool = False,
+) -> R:
     """Return the cached ``probe(args)`` result of ``run``'s checkpoint, computing it if needed.
 
     Args:

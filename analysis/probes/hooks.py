@@ -19,7 +19,9 @@ def peer_layers(model: nn.Module, i: int) -> list[str]:
     the first paths are the trunk's, shared by all peers).
     """
     if not hasattr(model, "peer_probe_layers"):
-        raise CollabError(f"{type(model).__name__} does not name its peers' layers (peer_probe_layers)")
+        raise CollabError(
+            f"{type(model).__name__} does not name its peers' layers (peer_probe_layers)"
+        )
     return list(model.peer_probe_layers(i))
 
 
@@ -38,7 +40,10 @@ def resolve(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
 
 @contextmanager
 def capture(
-    model: nn.Module, layers: Sequence[str], *, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    model: nn.Module,
+    layers: Sequence[str],
+    *,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of ``layers`` on every forward pass.
 

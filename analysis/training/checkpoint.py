@@ -60,7 +60,7 @@ def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None =
 def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
     """Load ``model.*`` tensors into ``model`` strictly; returns the file's metadata."""
     tensors, metadata = read_tensors(path)
-    state = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    state = {k[len(_MODEL) :]: v for k, v in tensors.items() if k.startswith(_MODEL)}
     check_compatible(model, state, path)
     model.load_state_dict(state)
     return metadata
@@ -127,21 +127,25 @@ def load_resume(
     """Restore model, optimizer and RNG from a resume file; returns (epoch, extra, method_state)."""
     tensors, metadata = read_tensors(path)
     if "epoch" not in metadata or "rng.torch" not in tensors:
-        raise CollabError(f"checkpoint {path} holds weights only, not a training state; it cannot resume")
-    state = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+        raise CollabError(
+            f"checkpoint {path} holds weights only, not a training state; it cannot resume"
+        )
+    state = {k[len(_MODEL) :]: v for k, v in tensors.items() if k.startswith(_MODEL)}
     check_compatible(model, state, path)
     model.load_state_dict(state)
     opt_state: dict = {"state": {}, "param_groups": json.loads(metadata["optim.param_groups"])}
     for key, value in tensors.items():
         if key.startswith(_OPTIM):
-            idx, name = key[len(_OPTIM):].split(".", 1)
+            idx, name = key[len(_OPTIM) :].split(".", 1)
             opt_state["state"].setdefault(int(idx), {})[name] = value
     for idx, entries in json.loads(metadata["optim.scalars"]).items():
         opt_state["state"].setdefault(int(idx), {}).update(entries)
     try:
         optimizer.load_state_dict(opt_state)
     except (ValueError, KeyError) as exc:
-        raise CollabError(f"checkpoint {path} has an optimizer state of another setup ({exc}); start afresh") from None
+        raise CollabError(
+            f"checkpoint {path} has an optimizer state of another setup ({exc}); start afresh"
+        ) from None
     torch.set_rng_state(tensors["rng.torch"])
-    method_state = {k[len(_METHOD):]: v for k, v in tensors.items() if k.startswith(_METHOD)}
+    method_state = {k[len(_METHOD) :]: v for k, v in tensors.items() if k.startswith(_METHOD)}
     return int(metadata["epoch"]), json.loads(metadata["extra"]), method_state

@@ -106,19 +106,25 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return config
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Read a YAML preset (or start from defaults) and apply ``key=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise CollabError(f"config file {path} does not exist; pass a YAML preset from configs/")
+            raise CollabError(
+                f"config file {path} does not exist; pass a YAML preset from configs/"
+            )
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f" (line {line + 1})" if line is not None else ""
-            raise CollabError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+            raise CollabError(
+                f"config file {path} is not valid YAML{where}; fix its syntax"
+            ) from None
     for assignment in overrides:
         apply_override(data, assignment)
     return config_from_dict(data)

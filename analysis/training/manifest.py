@@ -16,7 +16,9 @@ from analysis.models import count_parameters
 from analysis.training.config import Config
 
 
-def build_manifest(config: Config, data: Any, model: nn.Module, *, status: str, **extra: Any) -> dict[str, Any]:
+def build_manifest(
+    config: Config, data: Any, model: nn.Module, *, status: str, **extra: Any
+) -> dict[str, Any]:
     return {
         "method": config.method.name,
         "dataset": data.name,
@@ -49,7 +51,11 @@ def build_manifest(config: Config, data: Any, model: nn.Module, *, status: str, 
 def git_sha() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         sha = out.stdout.strip()
         return sha if out.returncode == 0 and len(sha) == 40 else "unknown"

@@ -13,7 +13,9 @@ from torch import nn
 from analysis.training.config import OptimConfig, ScheduleConfig
 
 
-def build_optimizer(cfg: OptimConfig, model: nn.Module, *, weight_decay_scale: float = 1.0) -> torch.optim.Optimizer:
+def build_optimizer(
+    cfg: OptimConfig, model: nn.Module, *, weight_decay_scale: float = 1.0
+) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over ``model``'s trainable parameters.
 
     With ``no_decay_norm_bias`` normalization weights and biases (every 0-/1-d tensor) get no
@@ -30,7 +32,9 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module, *, weight_decay_scale: f
     else:
         groups = [{"params": params, "weight_decay": decay}]
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+        )
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 

@@ -34,7 +34,9 @@ def from_dict(cls: type, data: Any, *, path: str = "") -> Any:
             f"unknown config key {key!r}; valid keys under {where} are: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {name: convert(hints[name], value, path=_join(path, name)) for name, value in data.items()}
+    kwargs = {
+        name: convert(hints[name], value, path=_join(path, name)) for name, value in data.items()
+    }
     return cls(**kwargs)
 
 
@@ -105,7 +107,9 @@ def apply_override(data: dict, assignment: str) -> None:
     """Apply one ``a.b.c=value`` override to a nested dict in place; value is parsed as YAML."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
-        raise CollabError(f"override {assignment!r} is not of the form key=value (e.g. train.epochs=5)")
+        raise CollabError(
+            f"override {assignment!r} is not of the form key=value (e.g. train.epochs=5)"
+        )
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:

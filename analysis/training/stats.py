@@ -40,8 +40,12 @@ class EpochStats:
         n = max(self.n, 1)
         return {
             "loss": self.loss / n,
-            "peer_loss": [float(v) / n for v in self.peer_loss] if self.peer_loss is not None else [],
-            "peer_acc": [int(v) / n for v in self.peer_correct] if self.peer_correct is not None else [],
+            "peer_loss": [float(v) / n for v in self.peer_loss]
+            if self.peer_loss is not None
+            else [],
+            "peer_acc": [int(v) / n for v in self.peer_correct]
+            if self.peer_correct is not None
+            else [],
             "ensemble_loss": self.ens_loss / n,
             "ensemble_acc": self.ens_correct / n,
             "samples": self.n,
@@ -54,7 +58,12 @@ class EpochStats:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DataLoader, *, method: Method | None = None, device: torch.device, epoch: float = 0.0
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    method: Method | None = None,
+    device: torch.device,
+    epoch: float = 0.0,
 ) -> dict[str, Any]:
     """Per-peer and ensemble loss/accuracy of ``model`` over ``loader`` (restores train mode)."""
     was_training = model.training

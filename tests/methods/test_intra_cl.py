@@ -49,7 +49,9 @@ def _conv_with(weight: torch.Tensor) -> nn.Conv2d:
 def test_kernel_redundancy_known_answers():
     eye = torch.eye(9).view(9, 1, 3, 3)  # nine orthogonal 3x3 filters
     assert kernel_redundancy(_conv_with(eye)).item() == 0.0
-    same = torch.randn(1, 2, 3, 3).repeat(5, 1, 1, 1) * torch.tensor([1.0, 2, -1, 3, 0.5]).view(5, 1, 1, 1)
+    same = torch.randn(1, 2, 3, 3).repeat(5, 1, 1, 1) * torch.tensor([1.0, 2, -1, 3, 0.5]).view(
+        5, 1, 1, 1
+    )
     assert kernel_redundancy(_conv_with(same)).item() == pytest.approx(1.0, abs=1e-6)
     # two filters at 60 degrees: cos = 0.5, so the mean squared off-diagonal cosine is 0.25
     pair = torch.tensor([[1.0, 0.0], [0.5, math.sqrt(3) / 2]]).view(2, 2, 1, 1)
@@ -74,7 +76,9 @@ def test_linear_cka_known_answers():
 def test_symmetric_kl_known_answers():
     a, b = torch.randn(5, 7), torch.randn(5, 7)
     assert symmetric_kl(a, a, temperature=2.0).item() == pytest.approx(0.0, abs=1e-6)
-    kl = lambda p, q: F.kl_div((q / 2).log_softmax(-1), (p / 2).softmax(-1), reduction="batchmean")  # KL(p‖q)
+    kl = lambda p, q: F.kl_div(
+        (q / 2).log_softmax(-1), (p / 2).softmax(-1), reduction="batchmean"
+    )  # KL(p‖q)
     expected = 0.5 * (kl(a, b) + kl(b, a)) * 4
     assert symmetric_kl(a, b, temperature=2.0).item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -83,7 +87,10 @@ def _loss_grads(method, model, x, y):
     model.zero_grad()
     total, parts = method.loss(model(x), y, epoch=0.0)
     total.backward()
-    grads = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+    grads = {
+        n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+        for n, p in model.named_parameters()
+    }
     return total, parts, grads
 
 
@@ -112,8 +119,12 @@ def test_a_switched_off_term_is_zero_and_adds_no_gradient(term):
     total = res["off"][0] + res["only"][0] - res["none"][0]
     assert total.item() == pytest.approx(res["all"][0].item(), abs=1e-5)
     for name, g in res["all"][2].items():
-        torch.testing.assert_close(res["off"][2][name] + res["only"][2][name] - res["none"][2][name], g,
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            res["off"][2][name] + res["only"][2][name] - res["none"][2][name],
+            g,
+            atol=1e-5,
+            rtol=1e-4,
+        )
     assert any(not torch.equal(g, res["none"][2][n]) for n, g in res["only"][2].items())
 
 
@@ -123,7 +134,7 @@ def test_output_switch_off_is_the_plain_objective():
     off, off_model = _build(**{**ALL_OFF, "output_weight": 0.0})
     assert not off.per_peer_views and off_model.pairing == "none"
     on, on_model = _build(**{**ALL_OFF, "output_weight": 1.0})
-    total_on, parts_on, grads_on = _loss_grads(on, on_model, torch.stack([x, x.flip(-1)]), y)
+    _total_on, parts_on, grads_on = _loss_grads(on, on_model, torch.stack([x, x.flip(-1)]), y)
     assert parts_on["output"].item() > 0
     assert any(not torch.equal(g, base_grads[n]) for n, g in grads_on.items())
     off_total, off_parts, off_grads = _loss_grads(off, off_model, x, y)
@@ -149,8 +160,12 @@ def test_views_switch_controls_the_paired_pass():
 def test_dropout_consistency_needs_dropout_and_pairs_two_passes():
     with pytest.raises(CollabError, match="needs dropout"):
         _build(consistency="dropout")
-    method, model = _build("resnet8", {"width": 4, "dropout": 0.5}, consistency="dropout", **{
-        k: v for k, v in ALL_OFF.items() if k != "output_weight"})
+    method, model = _build(
+        "resnet8",
+        {"width": 4, "dropout": 0.5},
+        consistency="dropout",
+        **{k: v for k, v in ALL_OFF.items() if k != "output_weight"},
+    )
     assert not method.per_peer_views
     x, y = torch.rand(6, 1, 32, 32), torch.arange(6) % 4
     out = model(x)
@@ -174,16 +189,23 @@ def test_distill_known_answer():
     z = torch.randn(3, 5, 4)
     got = distill_to_final(z, temperature=2.0)
     target = (z[-1] / 2).softmax(-1)
-    ref = [F.kl_div((z[k] / 2).log_softmax(-1), target, reduction="batchmean") * 4 for k in range(2)]
+    ref = [
+        F.kl_div((z[k] / 2).log_softmax(-1), target, reduction="batchmean") * 4 for k in range(2)
+    ]
     torch.testing.assert_close(got, torch.stack(ref))
 
 
 def test_peers_are_exits_and_ensemble_is_the_final_exit():
-    method, model = _build()
+    _method, model = _build()
     assert model.peer_names == ["net0/layer1", "net0/layer2", "net0/fc"]
     out = model.eval()(torch.rand(3, 1, 32, 32))
     torch.testing.assert_close(out.ensemble_logits, out.peer_logits[-1])
-    assert set(out.extras) == {"pooled/net0/layer1", "pooled/net0/layer2", "pooled/net0/fc", "kernel_redundancy"}
+    assert set(out.extras) == {
+        "pooled/net0/layer1",
+        "pooled/net0/layer2",
+        "pooled/net0/fc",
+        "kernel_redundancy",
+    }
 
 
 def test_option_errors_are_one_sentence():

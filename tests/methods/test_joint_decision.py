@@ -34,7 +34,14 @@ def _build(peers=2, arch="test_resnet", **opts):
 def test_participants_are_the_exits_of_every_network():
     _, model = _build(exits_after=["layer1", "layer2"])
     assert isinstance(model, JointDecisionModel)
-    assert model.peer_names == ["net0/layer1", "net0/layer2", "net0/fc", "net1/layer1", "net1/layer2", "net1/fc"]
+    assert model.peer_names == [
+        "net0/layer1",
+        "net0/layer2",
+        "net0/fc",
+        "net1/layer1",
+        "net1/layer2",
+        "net1/fc",
+    ]
     _, default = _build()
     assert default.peer_names == ["net0/layer2", "net0/fc", "net1/layer2", "net1/fc"]
 
@@ -58,7 +65,9 @@ def test_learned_weights_start_equal_and_weight_the_probabilities():
         model.participant_logits.copy_(torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4])))
     out = model(x)
     torch.testing.assert_close(model.participant_weights(), torch.tensor([0.1, 0.2, 0.3, 0.4]))
-    expected = torch.einsum("k,kbc->bc", torch.tensor([0.1, 0.2, 0.3, 0.4]), out.peer_logits.softmax(-1))
+    expected = torch.einsum(
+        "k,kbc->bc", torch.tensor([0.1, 0.2, 0.3, 0.4]), out.peer_logits.softmax(-1)
+    )
     torch.testing.assert_close(out.ensemble_logits.exp(), expected)
 
 
@@ -66,8 +75,12 @@ def test_learned_weights_get_gradient_only_from_the_joint_term():
     method, model = _build(combine="learned")
     x, y = torch.rand(8, 1, 32, 32), torch.arange(8) % 4
     out = model(x)
-    total, parts = method.loss(out, y, epoch=0.0)
-    participants = F.cross_entropy(out.peer_logits.flatten(0, 1), y.repeat(4), reduction="none").view(4, 8).mean(1)
+    _total, parts = method.loss(out, y, epoch=0.0)
+    participants = (
+        F.cross_entropy(out.peer_logits.flatten(0, 1), y.repeat(4), reduction="none")
+        .view(4, 8)
+        .mean(1)
+    )
     participants.sum().backward(retain_graph=True)
     assert model.participant_logits.grad is None or not model.participant_logits.grad.any()
     assert model.nets[0].fc.weight.grad.abs().sum() > 0

@@ -68,7 +68,9 @@ def test_dml_peers_get_no_gradient_from_each_others_losses():
     own = peer_cross_entropy(out.peer_logits, y)[0] + mutual_kl(out.peer_logits, temperature=1.0)[0]
     own.backward()
     for j in (1, 2):
-        assert all(p.grad is None or not p.grad.any() for p in model.peers[j].parameters()), f"peer {j} leaked"
+        assert all(p.grad is None or not p.grad.any() for p in model.peers[j].parameters()), (
+            f"peer {j} leaked"
+        )
     assert any(p.grad is not None and p.grad.any() for p in model.peers[0].parameters())
 
 
@@ -80,7 +82,9 @@ def test_dml_total_gradient_equals_each_peers_own_objective():
     summed = [p.grad.clone() for p in model.peers[1].parameters()]
     model.zero_grad()
     out = model(x)
-    (peer_cross_entropy(out.peer_logits, y)[1] + mutual_kl(out.peer_logits, temperature=1.0)[1]).backward()
+    (
+        peer_cross_entropy(out.peer_logits, y)[1] + mutual_kl(out.peer_logits, temperature=1.0)[1]
+    ).backward()
     for g_sum, p in zip(summed, model.peers[1].parameters()):
         assert torch.allclose(g_sum, p.grad, atol=1e-6)
 

@@ -62,7 +62,8 @@ def _window_check(net: nn.Module, size: int, i: int, j: int) -> None:
     base = value(x)
     outside = torch.rand_like(x)
     outside[..., r0:r1, c0:c1] = x[..., r0:r1, c0:c1]
-    torch.testing.assert_close(value(outside), base, rtol=0, atol=1e-12)
+    # Float64 convolutions never mix outside pixels in: the value is bit-for-bit the same.
+    assert torch.equal(value(outside), base)
     for rows, cols, inside in [
         (slice(r0, r0 + 1), slice(c0, c1), True), (slice(r1 - 1, r1), slice(c0, c1), True),
         (slice(r0, r1), slice(c0, c0 + 1), True), (slice(r0, r1), slice(c1 - 1, c1), True),
@@ -72,7 +73,9 @@ def _window_check(net: nn.Module, size: int, i: int, j: int) -> None:
         changed = x.clone()
         changed[..., rows, cols] += 5.0
         diff = (value(changed) - base).abs().max().item()
-        assert (diff > 1e-6) if inside else (diff < 1e-12), (rows, cols, diff)
+        # The window's edge reaches the position along a single chain of corner taps, so its
+        # effect is tiny (~1e-13 for the reference) but never exactly zero; outside it is zero.
+        assert (diff > 0) if inside else (diff == 0), (rows, cols, diff)
 
 
 def test_reference_position_depends_exactly_on_its_box() -> None:
@@ -141,7 +144,7 @@ def test_receptive_field_matches_gradient_support_of_a_linear_stack() -> None:
         nn.Conv2d(2, 1, 5, padding=1),
     ).double()
     rf = receptive_field(stack)
-    assert rf == ReceptiveField(size=22, stride=4, offset=-9)
+    assert rf == ReceptiveField(size=28, stride=4, offset=-9)
     x = torch.rand(1, 1, 40, 40, dtype=torch.float64, requires_grad=True)
     out = stack(x)
     assert out.shape[-1] == output_size(stack, 40) == 8

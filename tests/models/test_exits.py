@@ -27,12 +27,21 @@ def _nets(n=2, arch="test_resnet"):
 
 
 def _model(n=2, exits_after=("layer1", "layer2"), **kw):
-    return MultiExitModel(_nets(n), exits_after=list(exits_after), num_classes=5, in_chans=1, **STATS, **kw)
+    return MultiExitModel(
+        _nets(n), exits_after=list(exits_after), num_classes=5, in_chans=1, **STATS, **kw
+    )
 
 
 def test_peer_order_names_and_shapes():
     model = _model()
-    assert model.peer_names == ["net0/layer1", "net0/layer2", "net0/fc", "net1/layer1", "net1/layer2", "net1/fc"]
+    assert model.peer_names == [
+        "net0/layer1",
+        "net0/layer2",
+        "net0/fc",
+        "net1/layer1",
+        "net1/layer2",
+        "net1/fc",
+    ]
     assert model.num_peers == 6
     assert model.peer_prefix(4) == "nets.1."
     out = model(torch.rand(3, 1, 32, 32))
@@ -46,7 +55,9 @@ def test_peer_order_names_and_shapes():
 def test_heads_are_conv_bn_relu_pool_linear_on_twice_the_channels():
     head = _model(n=1).heads[0]["layer2"]
     assert isinstance(head, ExitHead)
-    assert head.conv.in_channels == 8 and head.conv.out_channels == 16 and head.conv.stride == (2, 2)
+    assert (
+        head.conv.in_channels == 8 and head.conv.out_channels == 16 and head.conv.stride == (2, 2)
+    )
     assert head.fc.in_features == 16 and head.fc.out_features == 5
     assert dict(_model(n=1).named_modules()).keys() >= {"nets.0.layer2", "heads.0.layer1.conv"}
 
@@ -96,8 +107,12 @@ def test_no_early_exits_leaves_one_peer_per_network():
 
 @pytest.mark.parametrize(
     ("exits", "message"),
-    [(["layer9"], "no feature-map stage 'layer9'"), (["avgpool"], "no feature-map stage"),
-     (["layer2", "layer1"], "forward order"), (["layer1", "layer1"], "distinct")],
+    [
+        (["layer9"], "no feature-map stage 'layer9'"),
+        (["avgpool"], "no feature-map stage"),
+        (["layer2", "layer1"], "forward order"),
+        (["layer1", "layer1"], "distinct"),
+    ],
 )
 def test_bad_exit_stages_are_one_sentence_errors(exits, message):
     with pytest.raises(CollabError, match=message):
@@ -107,7 +122,14 @@ def test_bad_exit_stages_are_one_sentence_errors(exits, message):
 def test_stage_channel_dry_run_leaves_the_network_untouched():
     net = _nets(1)[0].train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    assert stage_channels(net, in_chans=1) == {"conv1": 4, "bn1": 4, "relu": 4, "layer1": 4, "layer2": 8, "layer3": 16}
+    assert stage_channels(net, in_chans=1) == {
+        "conv1": 4,
+        "bn1": 4,
+        "relu": 4,
+        "layer1": 4,
+        "layer2": 8,
+        "layer3": 16,
+    }
     assert net.training
     for key, value in net.state_dict().items():
         assert torch.equal(value, before[key]), key

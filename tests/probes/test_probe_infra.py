@@ -46,7 +46,9 @@ def test_run_pass_feeds_all_consumers_and_restores_the_model(tiny_run):
     run.model.peers[0].eval()
     modes = [m.training for m in run.model.modules()]
     a, b = CountingConsumer(["peers.0.layer1"]), CountingConsumer(["peers.2.layer2"])
-    (seen_a, shapes_a), (seen_b, shapes_b) = run_pass(run.model, run.dataset("test"), [a, b], batch_size=64, limit=150)
+    (seen_a, shapes_a), (seen_b, shapes_b) = run_pass(
+        run.model, run.dataset("test"), [a, b], batch_size=64, limit=150
+    )
     assert seen_a == seen_b == 150
     assert shapes_a == {"peers.0.layer1": (16, 16, 16)} and list(shapes_b) == ["peers.2.layer2"]
     assert [m.training for m in run.model.modules()] == modes

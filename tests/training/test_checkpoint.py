@@ -69,7 +69,14 @@ def test_resume_restores_optimizer_and_rng(tmp_path):
         model(torch.randn(8, 3)).sum().backward()
         opt.step()
     bank = torch.randn(5, 3)
-    save_resume(tmp_path / "last.safetensors", model, opt, epoch=2, extra={"best_acc": 0.5}, method_state={"bank": bank})
+    save_resume(
+        tmp_path / "last.safetensors",
+        model,
+        opt,
+        epoch=2,
+        extra={"best_acc": 0.5},
+        method_state={"bank": bank},
+    )
     expected_draw = torch.rand(3)
 
     fresh = _net(width=4)
@@ -90,4 +97,6 @@ def test_weights_file_cannot_resume(tmp_path):
     model = _net()
     save_weights(tmp_path / "best.safetensors", model)
     with pytest.raises(CollabError, match="cannot resume"):
-        load_resume(tmp_path / "best.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.1))
+        load_resume(
+            tmp_path / "best.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.1)
+        )

@@ -9,7 +9,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_preset_and_overrides():
-    cfg = load_config(REPO / "configs/dml_digits.yaml", ["train.epochs=3", "method.temperature=2", "model.arch=[a, b, c]"])
+    cfg = load_config(
+        REPO / "configs/dml_digits.yaml",
+        ["train.epochs=3", "method.temperature=2", "model.arch=[a, b, c]"],
+    )
     assert cfg.train.epochs == 3
     assert cfg.method.name == "dml" and cfg.method.temperature == 2.0  # int promoted to float
     assert cfg.model.arch == ["a", "b", "c"]

@@ -1,0 +1,327 @@
+"""How similar are the peers' representations? Linear CKA between every pair of probed layers.
+
+Two estimators:
+
+* :func:`linear_cka` — the exact full-batch linear CKA of Kornblith et al. (2019),
+  ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` on column-centred features, in float64.
+  It needs every sample in memory: for small inputs and as a reference.
+* the minibatch estimator of Nguyen, Raghu & Kornblith (2021), used by :func:`cka_probe`:
+  ``CKA = sum_b HSIC1(K_b, L_b) / sqrt(sum_b HSIC1(K_b, K_b) * sum_b HSIC1(L_b, L_b))`` with
+  ``HSIC1`` the unbiased HSIC of Song et al. (2012) of each minibatch's (B, B) linear Gram
+  matrices. It is computed in one streaming pass: per batch one Gram per layer, then every
+  layer x layer HSIC at once, so memory does not grow with the number of samples.
+
+Float32 accuracy: each batch's features are centred before the float32 Gram (the unbiased
+HSIC is exactly invariant to shifting the features, and uncentred float32 Grams of ReLU
+features cancel badly); everything after the Gram is accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from analysis.errors import CollabError
+from analysis.probes.hooks import peer_layers, resolve
+from analysis.probes.shared_pass import Batch, run_pass
+
+log = logging.getLogger(__name__)
+
+ESTIMATOR = "minibatch_unbiased_hsic"
+#: The unbiased HSIC divides by n (n - 3): batches need at least 4 samples.
+MIN_BATCH = 4
+
+
+@dataclass
+class CKAResult:
+    """Linear CKA between all probed layers of all peers.
+
+    Attributes:
+        layers: the L module paths, peer by peer, in forward order within each peer.
+        peer_of_layer: (L,) the peer each layer belongs to.
+        matrix: (L, L) float64 CKA; ``matrix[i, j]`` compares ``layers[i]`` with ``layers[j]``.
+        num_samples: samples that entered the estimate.
+        batch_size: the minibatch size of the estimator (the largest batch seen).
+        estimator: ``"minibatch_unbiased_hsic"`` or ``"full_batch"``; ``"+pool"`` when the
+            activations were spatially averaged before the comparison.
+    """
+
+    layers: list[str]
+    peer_of_layer: list[int]
+    matrix: torch.Tensor
+    num_samples: int
+    batch_size: int
+    estimator: str
+
+    @property
+    def num_peers(self) -> int:
+        return max(self.peer_of_layer) + 1 if self.peer_of_layer else 0
+
+    def indices_of(self, peer: int) -> list[int]:
+        """Positions in ``layers`` of peer ``peer``'s layers."""
+        found = [i for i, p in enumerate(self.peer_of_layer) if p == peer]
+        if not found:
+            raise CollabError(f"the CKA result has no layers of peer {peer}; use a peer in 0..{self.num_peers - 1}")
+        return found
+
+    def layers_of(self, peer: int) -> list[str]:
+        return [self.layers[i] for i in self.indices_of(peer)]
+
+    def block(self, a: int, b: int) -> torch.Tensor:
+        """(L_a, L_b) CKA of peer ``a``'s layers (rows) against peer ``b``'s (columns)."""
+        rows, cols = self.indices_of(a), self.indices_of(b)
+        return self.matrix[rows][:, cols]
+
+    def peer_matrix(self, depth: int) -> torch.Tensor:
+        """(K, K) CKA between the peers at each peer's ``depth``-th layer (negative counts from the end)."""
+        picks = []
+        for peer in range(self.num_peers):
+            idx = self.indices_of(peer)
+            if not -len(idx) <= depth < len(idx):
+                raise CollabError(
+                    f"peer {peer} has {len(idx)} probed layers, so there is no layer depth {depth}; "
+                    f"use a depth in 0..{len(idx) - 1}"
+                )
+            picks.append(idx[depth])
+        return self.matrix[picks][:, picks]
+
+
+def centred_gram(x: torch.Tensor, *, pool: bool = False) -> torch.Tensor:
+    """Linear Gram matrix of one batch's centred features.
+
+    Args:
+        x: (B, ...) activations, e.g. (B, C, H, W); flattened per sample to (B, C*H*W), or with
+            ``pool`` averaged over the spatial positions to (B, C).
+
+    Returns:
+        (B, B) ``Xc Xc^T`` with ``Xc`` the batch-centred features, in float32 (float64 input
+        stays float64).
+    """
+    if pool and x.dim() > 2:
+        x = x.flatten(2).mean(dim=2)
+    x = x.reshape(x.shape[0], -1)
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    x = x - x.mean(dim=0, keepdim=True)
+    return x @ x.T
+
+
+def pairwise_unbiased_hsic(grams: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC (Song et al. 2012) of every pair of ``L`` Gram matrices of one batch.
+
+    With ``K~`` the Gram with its diagonal zeroed, ``HSIC1(K, L) = [tr(K~L~) + 1'K~1 1'L~1 /
+    ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3))``. All pairs cost one (L, n^2) x (n^2, L) product.
+
+    Args:
+        grams: (L, n, n) symmetric Gram matrices, n >= 4.
+
+    Returns:
+        (L, L) float64 HSIC1 values.
+    """
+    count, n, _ = grams.shape
+    if n < MIN_BATCH:
+        raise ValueError(f"the unbiased HSIC needs at least {MIN_BATCH} samples, got {n}")
+    k = grams.to(torch.float64, copy=True)
+    k.diagonal(dim1=1, dim2=2).zero_()
+    flat = k.reshape(count, n * n)
+    trace = flat @ flat.T  # tr(K~ L~) = sum(K~ * L~) for symmetric matrices
+    totals = flat.sum(dim=1)
+    rows = k.sum(dim=2)  # (L, n): K~ 1
+    hsic = trace + torch.outer(totals, totals) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (rows @ rows.T)
+    return hsic / (n * (n - 3))
+
+
+def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
+    """Unbiased HSIC of two (n, n) Gram matrices; a float64 scalar."""
+    return pairwise_unbiased_hsic(torch.stack([k, l]))[0, 1]
+
+
+class MinibatchCKA:
+    """Running sums of HSIC1 over minibatches for ``num_layers`` layers (memory O(L^2)).
+
+    Batches of fewer than 4 samples cannot enter the unbiased estimator; they are counted in
+    ``skipped`` and left out.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.hsic = torch.zeros(num_layers, num_layers, dtype=torch.float64)
+        self.samples = 0
+        self.skipped = 0
+        self.largest_batch = 0
+
+    def add_grams(self, grams: torch.Tensor) -> None:
+        """Fold one batch's (L, n, n) Gram matrices into the sums."""
+        n = grams.shape[1]
+        if n < MIN_BATCH:
+            self.skipped += n
+            return
+        self.hsic += pairwise_unbiased_hsic(grams)
+        self.samples += n
+        self.largest_batch = max(self.largest_batch, n)
+
+    def add(self, features: Sequence[torch.Tensor], *, pool: bool = False) -> None:
+        """Fold one batch of L feature tensors, each (n, ...), into the sums."""
+        self.add_grams(torch.stack([centred_gram(f, pool=pool) for f in features]))
+
+    def matrix(self) -> torch.Tensor:
+        """(L, L) float64 CKA; NaN for a layer whose self-HSIC is not positive (constant features)."""
+        diag = self.hsic.diagonal()
+        scale = torch.sqrt(torch.outer(diag, diag).clamp(min=0.0))
+        out = self.hsic / scale
+        bad = diag <= 0
+        out[bad, :] = float("nan")
+        out[:, bad] = float("nan")
+        return out
+
+
+def minibatch_cka(features: Sequence[torch.Tensor], *, batch_size: int, pool: bool = False) -> torch.Tensor:
+    """Minibatch CKA between in-memory feature sets over consecutive batches.
+
+    Args:
+        features: L tensors (N, ...) of the same N samples in the same order.
+        batch_size: samples per minibatch (a last batch of fewer than 4 is left out).
+
+    Returns:
+        (L, L) float64 CKA matrix.
+    """
+    n = features[0].shape[0]
+    if any(f.shape[0] != n for f in features):
+        raise ValueError("all feature sets must hold the same number of samples")
+    acc = MinibatchCKA(len(features))
+    for start in range(0, n, batch_size):
+        acc.add([f[start : start + batch_size] for f in features], pool=pool)
+    return acc.matrix()
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact full-batch linear CKA (Kornblith et al. 2019) of two feature sets, in float64.
+
+    Args:
+        x: (N, ...) features, flattened per sample to (N, D1).
+        y: (N, ...) features of the same samples, flattened to (N, D2).
+
+    Returns:
+        A float64 scalar in [0, 1]: ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)``.
+    """
+    n = x.shape[0]
+    xs = x.reshape(n, -1).double()
+    ys = y.reshape(n, -1).double()
+    xs, ys = xs - xs.mean(dim=0), ys - ys.mean(dim=0)
+    if xs.shape[1] * ys.shape[1] <= n * n:  # feature space is the smaller one
+        cross = (ys.T @ xs).square().sum()
+        norm_x, norm_y = (xs.T @ xs).square().sum().sqrt(), (ys.T @ ys).square().sum().sqrt()
+    else:  # sample space: tr(K L) with K = Xc Xc^T
+        k, l = xs @ xs.T, ys @ ys.T  # noqa: E741
+        cross = (k * l).sum()
+        norm_x, norm_y = k.square().sum().sqrt(), l.square().sum().sqrt()
+    return cross / (norm_x * norm_y)
+
+
+def cka_layers(model: nn.Module, layers: Sequence[str] | Sequence[Sequence[str]] | None = None) -> tuple[list[str], list[int]]:
+    """The module paths CKA compares and the peer of each.
+
+    Args:
+        model: a collaborative model (``num_peers``, ``peer_prefix``).
+        layers: ``None`` for each peer's probe layers (:func:`peer_layers`); a list of names
+            relative to each peer network (``["conv1", "layer1.0"]``), applied to every peer; or
+            one list of full module paths per peer.
+
+    Returns:
+        ``(paths, peer_of_layer)``, peer by peer; every path is checked to exist.
+    """
+    count = len(model.peers)
+    if layers is None:
+        per_peer = [peer_layers(model, i) for i in range(count)]
+    elif all(isinstance(name, str) for name in layers):
+        per_peer = [[f"{model.peer_prefix(i)}{name}" for name in layers] for i in range(count)]
+    else:
+        per_peer = [list(paths) for paths in layers]
+        if len(per_peer) != count:
+            raise CollabError(f"got layer lists for {len(per_peer)} peers but the model has {count}; pass one list per peer")
+    paths = [p for group in per_peer for p in group]
+    if not paths:
+        raise CollabError("no layers to compare; pass layers=[...] naming the modules to probe")
+    resolve(model, paths)
+    return paths, [i for i, group in enumerate(per_peer) for _ in group]
+
+
+class CKAConsumer:
+    """Minibatch CKA as a :class:`~analysis.probes.shared_pass.Consumer`.
+
+    Each batch costs one Gram per distinct layer and one (L, B^2) x (B^2, L) product.
+
+    Args:
+        layers: the L module paths to compare (a path may repeat, e.g. a shared trunk layer
+            listed under several peers; its Gram is computed once).
+        peer_of_layer: (L,) the peer of each path.
+        pool: average the activations over spatial positions before comparing.
+    """
+
+    def __init__(self, layers: Sequence[str], peer_of_layer: Sequence[int], *, pool: bool = False) -> None:
+        if len(layers) != len(peer_of_layer):
+            raise ValueError("layers and peer_of_layer must have the same length")
+        self.paths = list(layers)
+        self.peer_of_layer = [int(p) for p in peer_of_layer]
+        self.pool = pool
+        self.layers = list(dict.fromkeys(self.paths))
+        self._where = [self.layers.index(p) for p in self.paths]
+        self._acc = MinibatchCKA(len(self.layers))
+
+    def update(self, acts: dict[str, torch.Tensor], batch: Batch) -> None:
+        if batch.x.shape[0] < MIN_BATCH:
+            self._acc.skipped += batch.x.shape[0]
+            return
+        grams = [centred_gram(acts[name].detach(), pool=self.pool) for name in self.layers]
+        self._acc.add_grams(torch.stack(grams).cpu())
+
+    def result(self) -> CKAResult:
+        if self._acc.skipped:
+            log.warning("CKA left out %d samples in batches smaller than %d", self._acc.skipped, MIN_BATCH)
+        if self._acc.samples == 0:
+            raise CollabError(f"CKA saw no batch of at least {MIN_BATCH} samples; use batch_size >= {MIN_BATCH}")
+        where = torch.tensor(self._where)
+        return CKAResult(
+            layers=self.paths,
+            peer_of_layer=self.peer_of_layer,
+            matrix=self._acc.matrix()[where][:, where],
+            num_samples=self._acc.samples,
+            batch_size=self._acc.largest_batch,
+            estimator=ESTIMATOR + ("+pool" if self.pool else ""),
+        )
+
+
+def cka_probe(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    layers: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    batch_size: int = 100,
+    limit: int | None = None,
+    pool: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> CKAResult:
+    """Minibatch linear CKA between every pair of layers of every pair of peers, in one pass.
+
+    Args:
+        model: a collaborative model; it is left with its hooks, mode and device unchanged.
+        dataset: yields ``(image (C, H, W) in [0, 1], label)``.
+        layers: see :func:`cka_layers` (default: every peer's probe layers).
+        batch_size: the estimator's minibatch size (>= 4; larger batches lower its variance).
+        limit: use only the first ``limit`` samples.
+        pool: spatially average activations (B, C, H, W) -> (B, C) before comparing.
+
+    Returns:
+        A :class:`CKAResult` with the (L, L) matrix over all peers' layers.
+    """
+    if batch_size < MIN_BATCH:
+        raise CollabError(f"CKA needs batches of at least {MIN_BATCH} samples, got batch_size={batch_size}; raise it")
+    paths, owners = cka_layers(model, layers)
+    consumer = CKAConsumer(paths, owners, pool=pool)
+    (result,) = run_pass(model, dataset, [consumer], batch_size=batch_size, device=device, limit=limit, progress=progress)
+    return result
