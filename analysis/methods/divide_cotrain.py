@@ -35,7 +35,7 @@ import torch
 
 from analysis.errors import CollabError
 from analysis.methods.base import DataShape, LossParts, Method, MethodOptions, peer_cross_entropy
-from analysis.models import CollabOutput, CollaborativeModel, create_model
+from analysis.models import CollaborativeModel, CollabOutput, create_model
 from analysis.models.division import divided_options
 
 log = logging.getLogger(__name__)
@@ -94,18 +94,23 @@ class DivideCotrain(Method):
     per_peer_views = True
 
     def build_model(self, model_cfg: Any, data: DataShape) -> CollaborativeModel:
-        """Divide ``model_cfg.arch`` into ``model_cfg.peers`` small networks (see the module doc)."""
+        """Divide ``model_cfg.arch`` into ``model_cfg.peers`` small networks (see module doc)."""
         opts: DivideCotrainOptions = self.options
         arch, split = model_cfg.arch, model_cfg.peers
         if isinstance(arch, list):
             raise CollabError(
-                "divide_cotrain divides one large network; set model.arch to a single name, not a list"
+                "divide_cotrain divides one large network; "
+                "set model.arch to a single name, not a list"
             )
-        spec = divided_options(arch, split=split, options=model_cfg.options, dropout=opts.dropout or None)
+        spec = divided_options(
+            arch, split=split, options=model_cfg.options, dropout=opts.dropout or None
+        )
         log.info("divide_cotrain: %s into %d networks (%s)", arch, split, spec.rule)
         self.weight_decay_scale = math.exp(1.0 / split - 1.0) if opts.divide_weight_decay else 1.0
         peers = [
-            create_model(spec.arch, num_classes=data.num_classes, in_chans=data.in_chans, **spec.options)
+            create_model(
+                spec.arch, num_classes=data.num_classes, in_chans=data.in_chans, **spec.options
+            )
             for _ in range(split)
         ]
         return CollaborativeModel(
@@ -117,13 +122,21 @@ class DivideCotrain(Method):
         )
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         opts: DivideCotrainOptions = self.options
         ce = peer_cross_entropy(out.peer_logits, target)
         gjs = generalized_js(out.peer_logits)
         weight = cot_weight_at(
-            epoch, weight=opts.cot_weight, warmup_epochs=opts.warmup_epochs, floor=opts.min_cot_weight
+            epoch,
+            weight=opts.cot_weight,
+            warmup_epochs=opts.warmup_epochs,
+            floor=opts.min_cot_weight,
         )
         total = ce.sum() + weight * gjs
         return total, {"ce": ce.detach(), "gjs": gjs.detach(), "cot_weight": torch.tensor(weight)}

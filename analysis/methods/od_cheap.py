@@ -49,10 +49,13 @@ class ODCheapOptions(MethodOptions):
 
 
 def map_and_logits(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A StagedNet's last feature map (B, C, h, w) (input of ``avgpool``) and its logits (B, classes)."""
+    """A StagedNet's last feature map (B, C, h, w) (``avgpool``'s input) and logits (B, classes)."""
     names = net.feature_names
     if "avgpool" not in names:
-        raise CollabError(f"{type(net).__name__} has no 'avgpool' stage; od_cheap needs a pooled StagedNet student")
+        raise CollabError(
+            f"{type(net).__name__} has no 'avgpool' stage; "
+            "od_cheap needs a pooled StagedNet student"
+        )
     cut = names.index("avgpool")
     for name in names[:cut]:
         x = net._modules[name](x)
@@ -63,7 +66,7 @@ def map_and_logits(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 class FusionTeacher(nn.Module):
-    """Concatenated student maps (B, ΣC, h, w) -> BN -> ReLU -> global pool -> fc -> (B, classes)."""
+    """Concatenated student maps (B, ΣC, h, w) -> BN -> ReLU -> pool -> fc -> (B, classes)."""
 
     def __init__(self, channels: int, num_classes: int) -> None:
         super().__init__()
@@ -100,7 +103,9 @@ class OnlineTeacherModel(nn.Module):
         if len(students) < 1:
             raise ValueError("online distillation needs at least one student")
         if ensemble_from not in ("teacher", "students"):
-            raise ValueError(f"unknown ensemble_from {ensemble_from!r}; use 'teacher' or 'students'")
+            raise ValueError(
+                f"unknown ensemble_from {ensemble_from!r}; use 'teacher' or 'students'"
+            )
         self.normalize = Normalize(mean, std)
         self.peers = nn.ModuleList(students)
         self.teacher = FusionTeacher(sum(s.feature_dim for s in students), num_classes)
@@ -126,7 +131,9 @@ class OnlineTeacherModel(nn.Module):
         x = self.normalize(x)
         maps, logits = zip(*(map_and_logits(net, x) for net in self.peers))
         if len({m.shape[-2:] for m in maps}) > 1:
-            raise CollabError("the students' last feature maps differ in size; use students of one family")
+            raise CollabError(
+                "the students' last feature maps differ in size; use students of one family"
+            )
         teacher_logits = self.teacher(torch.cat(maps, dim=1))
         peer_logits = torch.stack(logits)
         if self.ensemble_from == "teacher":
@@ -136,7 +143,9 @@ class OnlineTeacherModel(nn.Module):
         return CollabOutput(peer_logits, ensemble, {"teacher_logits": teacher_logits})
 
 
-def distill_kl(teacher_logits: torch.Tensor, peer_logits: torch.Tensor, *, temperature: float) -> torch.Tensor:
+def distill_kl(
+    teacher_logits: torch.Tensor, peer_logits: torch.Tensor, *, temperature: float
+) -> torch.Tensor:
     """T²·KL(p_t/T ‖ p_j/T) per student, batch-mean: (B, C), (K, B, C) -> (K,).
 
     Gradients flow into ``teacher_logits`` unless the caller detaches them.
@@ -153,11 +162,13 @@ class ODCheap(Method):
     Options = ODCheapOptions
 
     def build_model(self, model_cfg: Any, data: DataShape) -> OnlineTeacherModel:
-        """K students of ``model_cfg.arch`` (one name, or one per student) and the fusion teacher."""
+        """K students of ``model_cfg.arch`` (one name or one per student) + the fusion teacher."""
         arch = model_cfg.arch
         names = arch if isinstance(arch, list) else [arch] * model_cfg.peers
         students = [
-            create_model(name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options)
+            create_model(
+                name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options
+            )
             for name in names
         ]
         return OnlineTeacherModel(
@@ -171,11 +182,18 @@ class ODCheap(Method):
         )
 
     def loss(
-        self, out: CollabOutput, target: torch.Tensor, *, epoch: float, index: torch.Tensor | None = None
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        *,
+        epoch: float,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LossParts]:
         opts: ODCheapOptions = self.options
         if "teacher_logits" not in out.extras:
-            raise CollabError("od_cheap needs the online teacher's logits; build the model with this method")
+            raise CollabError(
+                "od_cheap needs the online teacher's logits; build the model with this method"
+            )
         teacher = out.extras["teacher_logits"]
         teacher_ce = F.cross_entropy(teacher, target)
         ce = peer_cross_entropy(out.peer_logits, target)

@@ -116,7 +116,9 @@ def cheap_op(op: str, channels: int, *, groups: int = 4) -> nn.Module:
 class CheapBlock(nn.Module):
     """Cheap basic block: (B, in, H, W) -> (B, planes, H/stride, W/stride)."""
 
-    def __init__(self, in_chans: int, planes: int, *, stride: int = 1, op: str = "shift", groups: int = 4):
+    def __init__(
+        self, in_chans: int, planes: int, *, stride: int = 1, op: str = "shift", groups: int = 4
+    ):
         super().__init__()
         self.op1 = cheap_op(op, in_chans, groups=groups)
         self.conv1 = nn.Conv2d(in_chans, planes, 1, bias=False)
@@ -160,7 +162,9 @@ def cheap_resnet_net(
     """
     n = blocks_per_stage(depth, "basic")
     if width < 1:
-        raise CollabError(f"cheap ResNet width must be a positive integer, got {width}; use e.g. 16")
+        raise CollabError(
+            f"cheap ResNet width must be a positive integer, got {width}; use e.g. 16"
+        )
     if op not in CHEAP_OPS:
         raise CollabError(f"unknown cheap op {op!r}; use op='shift', 'depthwise' or 'group'")
     features: dict[str, nn.Module] = {
@@ -172,7 +176,11 @@ def cheap_resnet_net(
     for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2)], start=1):
         blocks = []
         for j in range(n):
-            blocks.append(CheapBlock(chans, width * mult, stride=stride if j == 0 else 1, op=op, groups=groups))
+            blocks.append(
+                CheapBlock(
+                    chans, width * mult, stride=stride if j == 0 else 1, op=op, groups=groups
+                )
+            )
             chans = width * mult
         features[f"layer{i}"] = nn.Sequential(*blocks)
     features.update(global_pool())
@@ -199,11 +207,19 @@ def _variant(depth: int):
         dropout: float = 0.0,
     ) -> nn.Module:
         return cheap_resnet_net(
-            depth=depth, num_classes=num_classes, in_chans=in_chans, width=width, op=op, groups=groups, dropout=dropout
+            depth=depth,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            width=width,
+            op=op,
+            groups=groups,
+            dropout=dropout,
         )
 
     build.__name__ = f"cheap_resnet{depth}"
-    build.__doc__ = f"Cheap CIFAR ResNet-{depth} (shift / depthwise / group 3x3); see cheap_resnet_net."
+    build.__doc__ = (
+        f"Cheap CIFAR ResNet-{depth} (shift / depthwise / group 3x3); see cheap_resnet_net."
+    )
     return build
 
 
@@ -224,5 +240,11 @@ def cheap_resnet(
 ) -> nn.Module:
     """A cheap CIFAR ResNet of any valid depth, e.g. ``depth=110, op="depthwise"``."""
     return cheap_resnet_net(
-        depth=depth, num_classes=num_classes, in_chans=in_chans, width=width, op=op, groups=groups, dropout=dropout
+        depth=depth,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        width=width,
+        op=op,
+        groups=groups,
+        dropout=dropout,
     )

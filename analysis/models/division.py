@@ -82,7 +82,11 @@ def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tup
         small = divided_widen(widen, split)
         return "wrn", {**options, "depth": depth, "widen": small}, f"widen {widen} -> {small}"
     accepted = model_options(arch)
-    for key, rule in (("widen", divided_widen), ("cardinality", divided_cardinality), ("width", divided_width)):
+    for key, rule in (
+        ("widen", divided_widen),
+        ("cardinality", divided_cardinality),
+        ("width", divided_width),
+    ):
         if key in accepted:
             large = options.get(key, accepted[key])
             small = rule(large, split)
@@ -90,7 +94,8 @@ def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tup
     if split == 1:
         return arch, dict(options), "undivided"
     raise CollabError(
-        f"model {arch!r} has no width, widen or cardinality option to divide into {split} networks; "
+        f"model {arch!r} has no width, widen or cardinality option to divide into {split} "
+        "networks; "
         "use a CIFAR ResNet, WRN or ResNeXt (or model.peers=1)"
     )
 
@@ -111,19 +116,25 @@ def divided_options(
         CollabError: unknown model, split < 1, no divisible width, or conflicting dropouts.
     """
     if isinstance(split, bool) or not isinstance(split, int) or split < 1:
-        raise CollabError(f"the number of small networks must be a positive integer, got {split!r}; set model.peers")
+        raise CollabError(
+            f"the number of small networks must be a positive integer, got {split!r}; "
+            "set model.peers"
+        )
     MODELS.get(arch)  # unknown names fail here with the list of known ones
     name, small, rule = _divide_width_options(arch, dict(options or {}), split)
     key = _classifier_dropout_key(model_options(name))
     given = small.get(key, 0.0) if key else 0.0
     if dropout is not None and given and dropout != given:
         raise CollabError(
-            f"the classifier dropout is set twice ({key}={given} and dropout={dropout}); set it once"
+            f"the classifier dropout is set twice ({key}={given} and dropout={dropout}); "
+            "set it once"
         )
     p = dropout if dropout is not None else given
     if p:
         if key is None:
-            raise CollabError(f"model {name!r} has no classifier dropout option; set the dropout to 0")
+            raise CollabError(
+                f"model {name!r} has no classifier dropout option; set the dropout to 0"
+            )
         small[key] = p / split
         rule += f", {key} {p} -> {p / split:g}"
     return DividedArch(name, small, rule)

@@ -35,15 +35,21 @@ from analysis.models.factory import MODELS
 STAGE_OUT = (256, 512, 1024)
 
 
-def _conv_bn(in_chans: int, out_chans: int, kernel: int, *, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    conv = nn.Conv2d(in_chans, out_chans, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
+def _conv_bn(
+    in_chans: int, out_chans: int, kernel: int, *, stride: int = 1, groups: int = 1
+) -> list[nn.Module]:
+    conv = nn.Conv2d(
+        in_chans, out_chans, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False
+    )
     return [conv, nn.BatchNorm2d(out_chans)]
 
 
 class ResNeXtBlock(nn.Module):
     """Aggregated bottleneck: (B, in, H, W) -> (B, out, H/stride, W/stride)."""
 
-    def __init__(self, in_chans: int, out_chans: int, *, cardinality: int, group_width: int, stride: int = 1):
+    def __init__(
+        self, in_chans: int, out_chans: int, *, cardinality: int, group_width: int, stride: int = 1
+    ):
         super().__init__()
         inner = cardinality * group_width
         self.conv1, self.bn1 = _conv_bn(in_chans, inner, 1)
@@ -83,10 +89,14 @@ def resnext_net(
     """
     n, rest = divmod(depth - 2, 9)
     if n < 1 or rest:
-        raise CollabError(f"a CIFAR ResNeXt cannot have depth {depth} (depth - 2 must be a positive multiple of 9); use 29")
+        raise CollabError(
+            f"a CIFAR ResNeXt cannot have depth {depth} "
+            "(depth - 2 must be a positive multiple of 9); use 29"
+        )
     if cardinality < 1 or base_width < 1:
         raise CollabError(
-            f"ResNeXt cardinality and base_width must be positive, got {cardinality} and {base_width}; use e.g. 8 and 64"
+            f"ResNeXt cardinality and base_width must be positive, got {cardinality} and "
+            f"{base_width}; use e.g. 8 and 64"
         )
     stem = _conv_bn(in_chans, 64, 3)
     features: dict[str, nn.Module] = {"conv1": stem[0], "bn1": stem[1], "relu": nn.ReLU()}
@@ -96,8 +106,13 @@ def resnext_net(
         blocks = []
         for j in range(n):
             blocks.append(
-                ResNeXtBlock(chans, out_chans, cardinality=cardinality, group_width=group_width,
-                             stride=stride if j == 0 else 1)
+                ResNeXtBlock(
+                    chans,
+                    out_chans,
+                    cardinality=cardinality,
+                    group_width=group_width,
+                    stride=stride if j == 0 else 1,
+                )
             )
             chans = out_chans
         features[f"layer{i}"] = nn.Sequential(*blocks)
@@ -114,9 +129,14 @@ def resnext_net(
 
 @MODELS.register("resnext29")
 def resnext29(
-    *, num_classes: int, in_chans: int = 3, cardinality: int = 8, base_width: int = 64, dropout: float = 0.0
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    cardinality: int = 8,
+    base_width: int = 64,
+    dropout: float = 0.0,
 ) -> nn.Module:
-    """ResNeXt-29 ``cardinality`` x ``base_width``d (default 8x64d, 34.4M parameters for 10 classes)."""
+    """ResNeXt-29 ``cardinality`` x ``base_width``d (default 8x64d, 34.4M parameters)."""
     return resnext_net(
         depth=29,
         num_classes=num_classes,

@@ -10,8 +10,8 @@ be compared side by side. Methods are registered by name in :data:`ATTRIBUTIONS`
 * ``input_x_gradient`` -- input times gradient (``InputXGradient``); signed.
 * ``smoothgrad`` -- saliency averaged over 16 copies with Gaussian noise of std 0.1
   (``NoiseTunnel``; random, seed torch for repeatable maps); >= 0.
-* ``occlusion`` -- drop of the target logit when a square window is zeroed (``Occlusion``);
-  signed.
+* ``occlusion`` -- drop of the target logit when a square window (all channels) is zeroed
+  (``Occlusion``), averaged over the windows covering a pixel; signed.
 * ``grad_cam`` -- Grad-CAM at a peer layer (``LayerGradCam``), upsampled; >= 0.
 
 Every map is reduced to (B, H, W) by **summing over channels** (``absolute=True`` then takes the
@@ -81,7 +81,11 @@ def _occlusion(ctx, x, target, *, window: int | None = None, stride: int | None 
     options.setdefault("sliding_window_shapes", (chans, window, window))
     options.setdefault("strides", (chans, stride, stride))
     options.setdefault("perturbations_per_eval", 16)
-    return Occlusion(ctx.peer).attribute(x, target=target, **options)
+    raw = Occlusion(ctx.peer).attribute(x, target=target, **options)
+    # A window spanning every channel gives each channel the same drop: keep it once, so the
+    # channel sum below is the drop itself rather than C times it.
+    spans_channels = options["sliding_window_shapes"][0] == chans
+    return raw.mean(dim=1, keepdim=True) if spans_channels else raw
 
 
 @ATTRIBUTIONS.register("grad_cam")

@@ -61,17 +61,18 @@ MEASURES: dict[str, Measure] = {
 }
 
 
+def _check(peer_logits: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    n = peer_logits.shape[1] if peer_logits.dim() == 3 else 0
+    if n == 0 or (labels is not None and tuple(labels.shape) != (n,)):
+        got = "" if labels is None else f" and labels {tuple(labels.shape)}"
+        raise ValueError(
+            f"expected (K, N, C) logits with N > 0, got {tuple(peer_logits.shape)}{got}"
+        )
+
+
 def _correct(peer_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(K, N) float64 oracle outputs: 1 where the peer's top-1 class is the label."""
-    if (
-        peer_logits.dim() != 3
-        or peer_logits.shape[1] == 0
-        or labels.shape != peer_logits.shape[1:2]
-    ):
-        raise ValueError(
-            f"expected (K, N, C) logits with N > 0 and (N,) labels, "
-            f"got {tuple(peer_logits.shape)} and {tuple(labels.shape)}"
-        )
+    _check(peer_logits, labels)
     return (peer_logits.argmax(dim=-1) == labels).double()
 
 
@@ -156,8 +157,7 @@ def js_divergence(peer_logits: torch.Tensor) -> torch.Tensor:
     JS(p, q) = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2, in nats, so every entry lies
     in [0, ln 2] (:data:`JS_MAX`); 0 on the diagonal. Computed in float64.
     """
-    if peer_logits.dim() != 3 or peer_logits.shape[1] == 0:
-        raise ValueError(f"expected (K, N, C) logits with N > 0, got {tuple(peer_logits.shape)}")
+    _check(peer_logits)
     probs = peer_logits.double().softmax(dim=-1)
     k = probs.shape[0]
     matrix = torch.zeros(k, k, dtype=torch.float64)
@@ -300,11 +300,8 @@ def diversity_report(
 
 
 class DiversityConsumer:
-    """Collects the model outputs during a shared pass (:func:`run_pass`) and reports diversity.
-
-    Needs no activations (``layers`` is empty); keeps (K, N, C) logits, as
-    :func:`collect_predictions` does.
-    """
+    """Keeps the (K, N, C) logits seen in a shared pass (:func:`run_pass`; no activations
+    needed) and reports their diversity."""
 
     layers: Sequence[str] = ()
 

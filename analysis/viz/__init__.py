@@ -1,10 +1,34 @@
 """Plotly figure builders over probe results. They return figures and never call ``.show()``."""
 
 from analysis.viz.agreement import accuracy_bars, agreement_heatmap
+from analysis.viz.attributions import attribution_grid, deletion_figure, normalize_maps
 from analysis.viz.curves import training_curves
+from analysis.viz.diversity import (
+    class_agreement_figure,
+    diversity_heatmap,
+    dynamics_accuracy_figure,
+    dynamics_figure,
+)
 from analysis.viz.gallery import image_gallery, prediction_captions, to_rgb_uint8
+from analysis.viz.similarity import (
+    cka_heatmap,
+    filter_redundancy_lines,
+    kernel_matching_lines,
+    peer_cka_heatmap,
+)
 
 __all__ = [
+    "cka_heatmap",
+    "filter_redundancy_lines",
+    "kernel_matching_lines",
+    "peer_cka_heatmap",
+    "attribution_grid",
+    "class_agreement_figure",
+    "deletion_figure",
+    "diversity_heatmap",
+    "dynamics_accuracy_figure",
+    "dynamics_figure",
+    "normalize_maps",
     "accuracy_bars",
     "agreement_heatmap",
     "image_gallery",

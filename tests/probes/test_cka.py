@@ -62,7 +62,7 @@ def test_cka_is_invariant_to_orthogonal_maps_and_isotropic_scaling():
     moved = 3.7 * x @ q + 2.0
     base = linear_cka(x, y).item()
     assert 0.2 < base < 0.99
-    assert linear_cka(moved, y).item() == pytest.approx(base, abs=1e-9)
+    assert linear_cka(moved, y).item() == pytest.approx(base, abs=1e-6)  # float32 inputs
     mb = minibatch_cka([x, y, moved], batch_size=100)
     assert mb[1, 2].item() == pytest.approx(mb[0, 1].item(), abs=1e-5)
     assert mb[0, 2].item() == pytest.approx(1.0, abs=1e-5)
@@ -119,13 +119,14 @@ def images(n: int) -> TensorDataset:
     return TensorDataset(torch.rand(n, 1, 16, 16, generator=g), torch.zeros(n, dtype=torch.long))
 
 
-def test_identical_peers_give_a_cross_block_equal_to_the_self_block_and_leave_no_hooks():
+def test_identical_peers_give_a_cross_block_equal_to_the_self_block_and_leave_no_hooks(caplog):
     model = two_peers(identical=True).train()
     before = hook_count(model)
-    result = cka_probe(model, images(130), batch_size=32)
+    result = cka_probe(model, images(130), batch_size=32)  # the last batch of 2 is too small
     assert result.layers == ["peers.0.layer1", "peers.0.layer2", "peers.1.layer1", "peers.1.layer2"]
     assert result.peer_of_layer == [0, 0, 1, 1]
-    assert result.num_samples == 130 and result.batch_size == 32
+    assert result.num_samples == 128 and result.batch_size == 32
+    assert "left out 2 samples" in caplog.text
     assert torch.allclose(result.block(0, 1), result.block(0, 0), atol=1e-6)
     assert torch.allclose(result.block(0, 0).diagonal(), torch.ones(2, dtype=torch.float64), atol=1e-9)
     assert torch.allclose(result.peer_matrix(1), torch.ones(2, 2, dtype=torch.float64), atol=1e-6)

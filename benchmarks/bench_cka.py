@@ -1,0 +1,139 @@
+"""Streaming CKA vs the forward pass alone, and its peak memory at N and 4N (TARGETS.md).
+
+    python benchmarks/bench_cka.py [--n 8000] [--batch 100] [--repeats 3] [--threads 2] [--no-memory]
+
+Two ResNet-20 peers (10 layers each: conv1 and the nine block outputs) compare all 20 x 20
+layer pairs (the 100 cross-peer pairs plus the within-peer ones) over N 32x32 images. Time: the
+forward pass alone over the same data vs the full CKA probe, interleaved, medians; target
+ratio <= 1.25. Memory: the probe runs in a fresh process at N and at 4N and reports its peak
+RSS; target growth < 10% and peak < 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import setup  # noqa: E402  (sets the allocator variables first)
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from analysis.models import CollaborativeModel, create_model  # noqa: E402
+from analysis.probes.cka import cka_probe  # noqa: E402
+
+BANK = 256  # distinct base images; memory must not grow with N
+
+
+class NoiseImages(Dataset):
+    """N deterministic 3x32x32 images in [0, 1] drawn from a small bank (shifted copies)."""
+
+    def __init__(self, n: int, *, seed: int = 0) -> None:
+        self.n = n
+        self.bank = torch.rand(BANK, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        shift = (i // BANK) % 32
+        return torch.roll(self.bank[i % BANK], shifts=shift, dims=2), 0
+
+
+def build_model() -> tuple[CollaborativeModel, list[str]]:
+    """Two seeded ResNet-20 peers and the 10 layer names probed in each."""
+    torch.manual_seed(0)
+    model = CollaborativeModel(
+        [create_model("resnet20", num_classes=10) for _ in range(2)], mean=(0.5,) * 3, std=(0.25,) * 3
+    ).eval()
+    names = [name for name, _ in model.peers[0].named_modules()]
+    layers = [n for n in names if n == "conv1" or (n.startswith("layer") and n.count(".") == 1)]
+    assert len(layers) == 10, layers
+    return model, layers
+
+
+@torch.no_grad()
+def forward_alone(model: CollaborativeModel, data: Dataset, batch: int) -> None:
+    for x, _ in DataLoader(data, batch_size=batch):
+        model(x)
+
+
+def run_probe(model: CollaborativeModel, layers: list[str], data: Dataset, batch: int):
+    return cka_probe(model, data, layers=layers, batch_size=batch)
+
+
+def time_ratio(args: argparse.Namespace) -> None:
+    model, layers = build_model()
+    data = NoiseImages(args.n)
+    forward_alone(model, NoiseImages(2 * args.batch), args.batch)  # warm-up
+    run_probe(model, layers, NoiseImages(2 * args.batch), args.batch)
+    fwd, cka, ratios = [], [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        forward_alone(model, data, args.batch)
+        fwd.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result = run_probe(model, layers, data, args.batch)
+        cka.append(time.perf_counter() - start)
+        ratios.append(cka[-1] / fwd[-1])
+    cross = result.block(0, 1)
+    print(f"N={args.n} batch={args.batch} threads={args.threads} layers={len(result.layers)} "
+          f"cross pairs={cross.numel()} samples={result.num_samples}")
+    print(f"forward alone: median {statistics.median(fwd):.2f} s  (runs: {', '.join(f'{t:.2f}' for t in fwd)})")
+    print(f"CKA probe:     median {statistics.median(cka):.2f} s  (runs: {', '.join(f'{t:.2f}' for t in cka)})")
+    print(f"ratio CKA / forward: {statistics.median(cka) / statistics.median(fwd):.3f} (medians), "
+          f"{statistics.median(ratios):.3f} (median of paired runs)  target <= 1.25")
+
+
+def memory_child(n: int, batch: int) -> None:
+    """Run the probe once at ``n`` samples and print the process's peak RSS as JSON."""
+    model, layers = build_model()
+    start = time.perf_counter()
+    result = run_probe(model, layers, NoiseImages(n), batch)
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    print(json.dumps({"n": n, "peak_mb": peak_kb / 1024, "seconds": seconds, "samples": result.num_samples}))
+
+
+def memory_growth(args: argparse.Namespace) -> None:
+    peaks = {}
+    for n in (args.n, 4 * args.n):
+        cmd = [sys.executable, __file__, "--memory-child", str(n), "--batch", str(args.batch), "--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        peaks[n] = json.loads(out)
+        print(f"peak RSS at N={n}: {peaks[n]['peak_mb']:.0f} MB (probe took {peaks[n]['seconds']:.1f} s)")
+    small, large = peaks[args.n]["peak_mb"], peaks[4 * args.n]["peak_mb"]
+    print(f"memory growth N -> 4N: {100 * (large - small) / small:+.1f}%  target < 10%; "
+          f"peak {large:.0f} MB  target < 1024 MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=8000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-memory", action="store_true", help="skip the N vs 4N memory runs")
+    parser.add_argument("--no-time", action="store_true", help="skip the timing runs")
+    parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    setup(args.threads)
+    if args.memory_child is not None:
+        memory_child(args.memory_child, args.batch)
+        return
+    if not args.no_time:
+        time_ratio(args)
+    if not args.no_memory:
+        memory_growth(args)
+
+
+if __name__ == "__main__":
+    main()
