@@ -1,21 +1,27 @@
-"""Shared pieces of the app: the runs root, the run picker, and cached loads and probes.
+"""Shared pieces of the app: the runs root, the run picker, cached run loading, figure display.
 
-Caching: the loaded ``Run`` (a model) is a resource shared across sessions; probe results are
-data, pickled per input. Both are keyed on the run folder and its manifest's modification
-time, so retraining a run into the same folder is picked up. ``st.session_state`` holds only
-the selected run name.
+Caching: the loaded ``Run`` (a model) is a resource shared across sessions; probe results
+(:mod:`app.results`) are data, pickled per input. Both are keyed on the run folder and its
+manifest's modification time, so retraining a run into the same folder is picked up.
+``st.session_state`` holds only selections (the run name, widget values).
+
+Every figure is shown with :func:`show`, which adds its data as CSV and the figure as a
+standalone HTML file for download.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 import analysis
-from analysis import probes
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,16 @@ def selected_run() -> analysis.Run | None:
     if name not in runs:
         st.info("Pick a run in the sidebar.")
         return None
-    return guarded(lambda: _load_run(str(runs[name]), _stamp(runs[name])), what=f"run {name}")
+    return load_named(name)
+
+
+def load_named(name: str) -> analysis.Run | None:
+    """The run called ``name`` under the runs root (cached), or ``None`` after an error line."""
+    path = available_runs().get(name)
+    if path is None:
+        st.error(f"There is no run {name!r} under {runs_root()}; pick one of the listed runs.")
+        return None
+    return guarded(lambda: _load_run(str(path), _stamp(path)), what=f"run {name}")
 
 
 def guarded(action, *, what: str):
@@ -96,24 +111,81 @@ def guarded(action, *, what: str):
     return None
 
 
-@st.cache_data(show_spinner="Running the agreement probe…", max_entries=16)
-def _agreement(
-    _run: analysis.Run, key: str, split: str
-) -> tuple[probes.Predictions, probes.AgreementReport]:
-    del key  # identifies ``_run``, which streamlit does not hash
-    preds = probes.collect_predictions(_run.model, _run.dataset(split))
-    return preds, probes.agreement_report(preds, peer_names=_run.peer_names)
-
-
-def agreement(
-    run: analysis.Run, split: str
-) -> tuple[probes.Predictions, probes.AgreementReport] | None:
-    """Cached predictions and agreement report of ``run`` on ``split``, or ``None`` on failure."""
-    return guarded(
-        lambda: _agreement(run, run_key(run), split), what=f"the {split} split of {run.name}"
-    )
-
-
 def pct(value: float, *, signed: bool = False) -> str:
     """A fraction as a percentage with two decimals, e.g. ``0.9861 -> "98.61%"``."""
     return f"{value:+.2%}" if signed else f"{value:.2%}"
+
+
+def figure_table(fig: go.Figure) -> pd.DataFrame:
+    """The numbers drawn in ``fig`` as a long table: one row per point or heatmap cell.
+
+    Columns: ``trace`` (index), ``name``, ``x``, ``y`` and, for heatmaps, ``z``. Image traces
+    (pixels) are left out.
+    """
+    frames = []
+    for index, trace in enumerate(fig.data):
+        if trace.type == "heatmap":
+            z = np.array(trace.z, dtype=float)  # None (a gap) -> NaN
+            rows, cols = np.indices(z.shape)
+            x = np.asarray(trace.x if trace.x is not None else range(z.shape[1]), dtype=object)
+            y = np.asarray(trace.y if trace.y is not None else range(z.shape[0]), dtype=object)
+            part = {"x": x[cols.ravel()], "y": y[rows.ravel()], "z": z.ravel()}
+        elif trace.type in ("scatter", "bar") and trace.y is not None:
+            y = np.asarray(trace.y, dtype=object)
+            x = np.asarray(trace.x if trace.x is not None else range(len(y)), dtype=object)
+            part = {"x": x, "y": y}
+        else:
+            continue
+        frames.append(pd.DataFrame({"trace": index, "name": trace.name or "", **part}))
+    columns = ["trace", "name", "x", "y", "z"]
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else pd.DataFrame(columns=columns)
+
+
+def show(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None) -> None:
+    """Draw ``fig`` with two download buttons under it: its data (CSV) and the figure (HTML).
+
+    Args:
+        fig: the figure.
+        key: a page-unique key; it names the chart, the buttons and the downloaded files.
+        data: the table to download (default :func:`figure_table` of ``fig``).
+    """
+    st.plotly_chart(fig, key=key)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{st.session_state.get(RUN_KEY, 'collablens')}-{key}")
+    # Both files are built only when their button is clicked (the HTML embeds the ~4 MB
+    # plotly.js so that it opens offline); on_click="ignore" keeps the page from rerunning.
+
+    def csv() -> str:
+        return (figure_table(fig) if data is None else data).to_csv(index=False)
+
+    def html() -> str:
+        return fig.to_html(include_plotlyjs=True, full_html=True)
+
+    left, right, _ = st.columns([1, 1, 4])
+    for col, label, payload, mime in ((left, "CSV", csv, "text/csv"), (right, "HTML", html, "text/html")):
+        col.download_button(
+            label,
+            payload,
+            file_name=f"{stem}.{label.lower()}",
+            mime=mime,
+            key=f"{key}_{label.lower()}",
+            on_click="ignore",
+            type="tertiary",
+            icon=":material/download:",
+        )
+
+
+def tensor_table(values, **axes) -> pd.DataFrame:
+    """A long table of an N-d tensor: one column per axis (its labels, or positions) plus ``value``.
+
+    Example: ``tensor_table(maps, peer=names, method=methods, row=None, col=None)`` for maps of
+    shape (K, M, H, W). Pass the axes in the tensor's order; ``None`` labels an axis 0, 1, ...
+    """
+    array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+    if array.ndim != len(axes):
+        raise ValueError(f"got {len(axes)} axis names for a {array.ndim}-d array")
+    grid = np.indices(array.shape).reshape(array.ndim, -1)
+    columns = {
+        name: grid[d] if labels is None else np.asarray(list(labels), dtype=object)[grid[d]]
+        for d, (name, labels) in enumerate(axes.items())
+    }
+    return pd.DataFrame({**columns, "value": array.ravel()})

@@ -19,6 +19,9 @@ page = st.navigation(
     [
         st.Page(HERE / "views" / "overview.py", title="Overview", default=True),
         st.Page(HERE / "views" / "agreement.py", title="Agreement"),
+        st.Page(HERE / "views" / "attributions.py", title="Attributions"),
+        st.Page(HERE / "views" / "similarity.py", title="Similarity"),
+        st.Page(HERE / "views" / "compare.py", title="Compare runs"),
     ]
 )
 common.run_picker()

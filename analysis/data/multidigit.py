@@ -52,7 +52,12 @@ class MultiDigitDataset(Dataset):
     """
 
     def __init__(
-        self, length: int, *, num_digits: int = 2, split: str = "train", seed: int = 0,
+        self,
+        length: int,
+        *,
+        num_digits: int = 2,
+        split: str = "train",
+        seed: int = 0,
         image_size: int = 32,
     ) -> None:
         if split not in _SPLIT_TAG:
@@ -101,7 +106,11 @@ def _stats(num_digits: int, image_size: int) -> tuple[float, float]:
 
 
 def build_multidigit(
-    *, num_digits: int = 2, image_size: int = 32, n_train: int = 6000, n_test: int = 1000,
+    *,
+    num_digits: int = 2,
+    image_size: int = 32,
+    n_train: int = 6000,
+    n_test: int = 1000,
     seed: int = 0,
 ) -> DataBundle:
     """Build the multi-digit bundle: 1 channel, ``10 ** num_digits`` classes.

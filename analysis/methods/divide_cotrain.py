@@ -1,5 +1,5 @@
-"""Divide and Co-training (Zhao, Ye, Zhao & Li, "Towards Better Accuracy-efficiency Trade-offs:
-Divide and Co-training", 2020; METHODS.md, seed 003).
+"""Divide and Co-training (Zhao, Zhou, Wang, Cai, Lam & Xu, "Towards Better Accuracy-efficiency
+Trade-offs: Divide and Co-training", IEEE TIP, arXiv 2011.14660; METHODS.md, seed 003).
 
 One large network (``model.arch`` with ``model.options``) is divided into S = ``model.peers``
 small networks by :mod:`analysis.models.division` (width / √S, WRN widen k/√S + 0.4, ResNeXt

@@ -1,4 +1,6 @@
-"""Online distillation with cheap convolutions (METHODS.md, seed 004).
+"""Online distillation with cheap convolutions (Xie et al., "Training convolutional
+neural networks with cheap convolutions and online distillation", arXiv 1909.13063;
+METHODS.md, seed 004).
 
 K = ``model.peers`` students (``model.arch``, normally a cheap ResNet such as
 ``cheap_resnet56`` with ``op: shift | depthwise | group``; any :class:`StagedNet` works) with

@@ -26,7 +26,14 @@ Squeeze-excitation (option ``se``; a choice, the paper's block uses global SE):
 * ``"none"`` -- no SE.
 
 Parameter count: the channel plan below gives 674,504 parameters for 1000 classes (RGB), the
-paper's "about 0.675M"; 513,000 of them are the 512 -> 1000 classifier.
+paper's "about 0.675M"; 513,000 of them are the 512 -> 1000 classifier. (The paper gives no
+channel plan: this one, stem 16 and blocks 16, 16, 16, 32, 32, 64, 64 with expansion 1 then 6,
+is a choice that reproduces the count.)
+
+Cost knobs (not in the paper): ``width`` scales the stem and block channels (``width / 16``);
+``expansion`` is the hidden-channel factor of blocks 2-7. With the "small" layout every block
+runs at half the input resolution, so ``configs/anchornet_shapes.yaml`` uses width 8 and
+expansion 3 (38,790 parameters for 6 classes) to train on CPU.
 """
 
 from __future__ import annotations
@@ -39,8 +46,16 @@ from analysis.models.base import StagedNet, global_pool, init_weights
 from analysis.models.factory import MODELS
 from analysis.models.receptive_field import ReceptiveField, output_size, receptive_field
 
-#: (output channels, expansion) of the seven blocks; the stem has 16 channels, the map 512.
-BLOCKS: tuple[tuple[int, int], ...] = ((16, 1), (16, 6), (16, 6), (32, 6), (32, 6), (64, 6), (64, 6))
+#: (output channels at width 16, expansion) of the seven blocks; the map always has 512 channels.
+BLOCKS: tuple[tuple[int, int], ...] = (
+    (16, 1),
+    (16, 6),
+    (16, 6),
+    (32, 6),
+    (32, 6),
+    (64, 6),
+    (64, 6),
+)
 STEM_CHANS, MAP_CHANS, SE_RATIO = 16, 512, 0.25
 LAYOUTS: dict[str, tuple[int, ...]] = {
     "reference": (2, 2, 1, 1, 1, 1, 1),
@@ -49,8 +64,9 @@ LAYOUTS: dict[str, tuple[int, ...]] = {
 SE_MODES = ("pointwise", "global", "none")
 
 
-def conv_bn_swish(in_chans: int, out_chans: int, kernel: int, *, stride: int = 1,
-                  groups: int = 1) -> nn.Sequential:
+def conv_bn_swish(
+    in_chans: int, out_chans: int, kernel: int, *, stride: int = 1, groups: int = 1
+) -> nn.Sequential:
     """Unpadded conv -> BN -> SiLU: (B, in, H, W) -> (B, out, (H - k) // s + 1, ...)."""
     return nn.Sequential(
         nn.Conv2d(in_chans, out_chans, kernel, stride=stride, groups=groups, bias=False),
@@ -88,16 +104,18 @@ class MBConv(nn.Module):
     plus the input cropped to the output size when stride is 1 and channels match.
     """
 
-    def __init__(self, in_chans: int, out_chans: int, *, expansion: int, stride: int,
-                 se: str) -> None:
+    def __init__(
+        self, in_chans: int, out_chans: int, *, expansion: int, stride: int, se: str
+    ) -> None:
         super().__init__()
         hidden = in_chans * expansion
         self.expand = conv_bn_swish(in_chans, hidden, 1) if expansion != 1 else nn.Identity()
         self.depthwise = conv_bn_swish(hidden, hidden, 3, stride=stride, groups=hidden)
         squeezed = max(1, int(in_chans * SE_RATIO))
         self.se = SqueezeExcite(hidden, squeezed, mode=se) if se != "none" else nn.Identity()
-        self.project = nn.Sequential(nn.Conv2d(hidden, out_chans, 1, bias=False),
-                                     nn.BatchNorm2d(out_chans))
+        self.project = nn.Sequential(
+            nn.Conv2d(hidden, out_chans, 1, bias=False), nn.BatchNorm2d(out_chans)
+        )
         self.residual = stride == 1 and in_chans == out_chans
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +140,11 @@ class AnchorNet(StagedNet):
     def finish_geometry(self) -> None:
         """Compute ``rf`` and friends from the layers (call once the stages exist)."""
         self.rf: ReceptiveField = receptive_field(self._map_modules())
-        self.receptive_field, self.stride, self.offset = self.rf.size, self.rf.stride, self.rf.offset
+        self.receptive_field, self.stride, self.offset = (
+            self.rf.size,
+            self.rf.stride,
+            self.rf.offset,
+        )
 
     def _map_modules(self) -> list[nn.Module]:
         return [self._modules[name] for name in self.map_layers]
@@ -153,9 +175,16 @@ class AnchorNet(StagedNet):
 
 
 @MODELS.register("anchornet")
-def anchornet(*, num_classes: int, in_chans: int = 3, layout: str = "small",
-              se: str = "pointwise", width: int = 16, expansion: int = 6,
-              dropout: float = 0.0) -> nn.Module:
+def anchornet(
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    layout: str = "small",
+    se: str = "pointwise",
+    width: int = 16,
+    expansion: int = 6,
+    dropout: float = 0.0,
+) -> nn.Module:
     """AnchorNet (see the module docstring); ``layout="reference"`` is the paper's 224 px net.
 
     Args:
@@ -183,8 +212,12 @@ def anchornet(*, num_classes: int, in_chans: int = 3, layout: str = "small",
         chans = out
     features["features_map"] = conv_bn_swish(chans, MAP_CHANS, 1)
     features.update(global_pool())
-    net = AnchorNet(features, nn.Linear(MAP_CHANS, num_classes),
-                    probe_layers=list(AnchorNet.map_layers), dropout=dropout)
+    net = AnchorNet(
+        features,
+        nn.Linear(MAP_CHANS, num_classes),
+        probe_layers=list(AnchorNet.map_layers),
+        dropout=dropout,
+    )
     net.finish_geometry()
     init_weights(net)
     return net

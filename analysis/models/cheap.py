@@ -1,8 +1,8 @@
 """Cheap 3x3 operations and the cheap CIFAR ResNets built from them.
 
-Source: the student networks of online distillation with cheap convolutions (METHODS.md,
-seed 004): the teacher architecture with every 3x3 convolution replaced by a cheap spatial
-op followed by a 1x1 convolution. The cheap ops are
+Source: the student networks of online distillation with cheap convolutions (Xie et al.,
+arXiv 1909.13063; METHODS.md, seed 004): the teacher architecture with every 3x3
+convolution replaced by a cheap spatial op followed by a 1x1 convolution. The cheap ops are
 
 * ``shift`` -- the channels are split into 9 groups, each moved one pixel in one of the 9
   directions (including "stay"), zero fill, no parameters (Wu et al., "Shift", 2018);

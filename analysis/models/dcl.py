@@ -125,7 +125,9 @@ class DCLConv(nn.Module):
         pad = kernel_size // 2 if padding is None else padding
         self.branches = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(in_chans, branch_width, kernel_size, stride=stride, padding=pad, bias=False),
+                nn.Conv2d(
+                    in_chans, branch_width, kernel_size, stride=stride, padding=pad, bias=False
+                ),
                 nn.BatchNorm2d(branch_width),
             )
             for _ in range(branches)
@@ -152,7 +154,9 @@ class DCLConv(nn.Module):
         return f"fusion={self.fusion!r}, vocabulary_size={self.vocabulary_size}"
 
 
-def dcl_param_count(in_chans: int, branch_width: int, *, branches: int, kernel_size: int = 3) -> int:
+def dcl_param_count(
+    in_chans: int, branch_width: int, *, branches: int, kernel_size: int = 3
+) -> int:
     """Parameters of a :class:`DCLConv`: ``K * (in * M * k * k + 2 * M)`` (conv weights + BN)."""
     return branches * (in_chans * branch_width * kernel_size**2 + 2 * branch_width)
 

@@ -80,8 +80,14 @@ def _spec(branches: int, fusion: str, branch_width: int) -> DCLSpec:
     return DCLSpec(branches=branches, fusion=fusion, branch_width=branch_width)
 
 
-def _finish(features: dict[str, nn.Module], chans: int, num_classes: int, *, stages: list[str],
-            dropout: float) -> StagedNet:
+def _finish(
+    features: dict[str, nn.Module],
+    chans: int,
+    num_classes: int,
+    *,
+    stages: list[str],
+    dropout: float,
+) -> StagedNet:
     """Global pool + fc, ``dcl_layers`` found by type, probe layers = stages + DCL layers."""
     features.update(global_pool())
     net = StagedNet(features, nn.Linear(chans, num_classes), probe_layers=stages, dropout=dropout)
@@ -91,8 +97,15 @@ def _finish(features: dict[str, nn.Module], chans: int, num_classes: int, *, sta
     return net
 
 
-def dcl_vgg_net(stages: list[list[int]], *, num_classes: int, in_chans: int, spec: DCLSpec,
-                dcl_stages: str | int, dropout: float) -> StagedNet:
+def dcl_vgg_net(
+    stages: list[list[int]],
+    *,
+    num_classes: int,
+    in_chans: int,
+    spec: DCLSpec,
+    dcl_stages: str | int,
+    dropout: float,
+) -> StagedNet:
     """VGG (as ``vgg.vgg_net``) whose convs in ``dcl_stages`` are DCL modules."""
     chosen = parse_stages(dcl_stages, len(stages))
     features: dict[str, nn.Module] = {}
@@ -126,8 +139,15 @@ class DCLBasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-def dcl_resnet8_net(*, num_classes: int, in_chans: int, width: int, spec: DCLSpec,
-                    dcl_stages: str | int, dropout: float) -> StagedNet:
+def dcl_resnet8_net(
+    *,
+    num_classes: int,
+    in_chans: int,
+    width: int,
+    spec: DCLSpec,
+    dcl_stages: str | int,
+    dropout: float,
+) -> StagedNet:
     """CIFAR ResNet-8 (one basic block per stage) with DCL blocks in ``dcl_stages``."""
     if width < 1:
         raise CollabError(f"ResNet width must be a positive integer, got {width}; use e.g. 16")
@@ -171,8 +191,14 @@ def dcl_vgg8(
         raise CollabError(f"VGG width must be a positive integer, got {width}; use e.g. 64")
     stages = [[max(1, c * width // 64) for c in stage] for stage in CONFIGS["vgg8"]]
     spec = _spec(branches, fusion, branch_width)
-    return dcl_vgg_net(stages, num_classes=num_classes, in_chans=in_chans, spec=spec,
-                       dcl_stages=dcl_stages, dropout=dropout)
+    return dcl_vgg_net(
+        stages,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        spec=spec,
+        dcl_stages=dcl_stages,
+        dropout=dropout,
+    )
 
 
 @MODELS.register("dcl_resnet8")
@@ -192,5 +218,11 @@ def dcl_resnet8(
     At width 16, K = 2, ``product``: 59,610 parameters for 10 classes, RGB (resnet8: 78,042).
     """
     spec = _spec(branches, fusion, branch_width)
-    return dcl_resnet8_net(num_classes=num_classes, in_chans=in_chans, width=width, spec=spec,
-                           dcl_stages=dcl_stages, dropout=dropout)
+    return dcl_resnet8_net(
+        num_classes=num_classes,
+        in_chans=in_chans,
+        width=width,
+        spec=spec,
+        dcl_stages=dcl_stages,
+        dropout=dropout,
+    )

@@ -1,8 +1,8 @@
 """Width division: one large network -> S small ones with about 1/S of its parameters each.
 
-Source: Zhao, Ye, Zhao & Li, "Towards Better Accuracy-efficiency Trade-offs: Divide and
-Co-training" (D&C; METHODS.md, seed 003). A network's width is divided by about √S, so each
-small network has about 1/S of the parameters:
+Source: Zhao, Zhou, Wang, Cai, Lam & Xu, "Towards Better Accuracy-efficiency Trade-offs:
+Divide and Co-training" (IEEE TIP; arXiv 2011.14660; D&C, METHODS.md seed 003). A network's
+width is divided by about √S, so each small network has about 1/S of the parameters:
 
 * CIFAR ResNets (``resnet*``, ``cifar_resnet``, the cheap and tiny ResNets, ``test_cnn``: any
   registered network with a ``width`` option): ``width -> ceil(width / √S)``. For the paper's
@@ -95,8 +95,7 @@ def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tup
         return arch, dict(options), "undivided"
     raise CollabError(
         f"model {arch!r} has no width, widen or cardinality option to divide into {split} "
-        "networks; "
-        "use a CIFAR ResNet, WRN or ResNeXt (or model.peers=1)"
+        "networks; use a CIFAR ResNet, WRN or ResNeXt (or model.peers=1)"
     )
 
 

@@ -1,32 +1,28 @@
-"""Do the peers agree? Pairwise agreement, accuracies, and the samples they disagree on."""
+"""Do the peers agree? Agreement, diversity measures, per-class agreement, their course over
+training, and the samples the peers disagree on."""
 
 import streamlit as st
 
 from analysis import viz
-from analysis.probes import gather_samples
-from app import common
-from app.common import pct
+from analysis.probes import MEASURES
+from app import common, results
+from app.common import pct, show
 
 st.title("Agreement")
 run = common.selected_run()
 if run is None:
     st.stop()
-
 split = st.radio("Split", ["test", "train"], horizontal=True)
-result = common.agreement(run, split)
-if result is None:
+found, div = results.agreement(run, split), results.diversity(run, split)
+if found is None or div is None:
     st.stop()
-preds, report = result
+_, report = found
 names = report.peer_names
 
 cols = st.columns(4)
 cols[0].metric("Ensemble accuracy", pct(report.ensemble_acc))
-cols[1].metric(
-    "Ensemble gain", pct(report.ensemble_gain, signed=True), help="ensemble minus the best peer"
-)
-cols[2].metric(
-    "Oracle accuracy", pct(report.oracle_acc), help="samples at least one peer gets right"
-)
+cols[1].metric("Ensemble gain", pct(report.ensemble_gain, signed=True), help="ensemble minus the best peer")
+cols[2].metric("Oracle accuracy", pct(report.oracle_acc), help="samples at least one peer gets right")
 cols[3].metric("Mean pairwise agreement", pct(report.mean_agreement))
 for col, name, acc in zip(st.columns(max(len(names), 4)), names, report.peer_acc):
     col.metric(f"{name} accuracy", pct(acc))
@@ -34,27 +30,37 @@ for col, name, acc in zip(st.columns(max(len(names), 4)), names, report.peer_acc
 left, right = st.columns(2)
 with left:
     st.subheader("Pairwise top-1 agreement")
-    st.plotly_chart(viz.agreement_heatmap(report.agreement, names), key="agreement_heatmap")
+    show(viz.agreement_heatmap(report.agreement, names), key="agreement_heatmap")
 with right:
     st.subheader("Accuracy")
-    bars = viz.accuracy_bars(report.peer_acc, report.ensemble_acc, report.oracle_acc, names)
-    st.plotly_chart(bars, key="accuracy_bars")
+    show(viz.accuracy_bars(report.peer_acc, report.ensemble_acc, report.oracle_acc, names), key="accuracy_bars")
+
+st.header("Diversity")
+left, right = st.columns(2)
+with left:
+    measure = st.selectbox("Measure", list(MEASURES), format_func=lambda m: MEASURES[m].label, index=1)
+    st.metric(f"Mean {MEASURES[measure].label} over peer pairs", f"{div.mean(measure):.4f}")
+    show(viz.diversity_heatmap(div, measure), key="diversity_heatmap")
+with right:
+    kind = st.radio("Per class", ["bars", "heatmap"], horizontal=True, format_func={"bars": "mean over pairs", "heatmap": "every pair"}.get)
+    show(viz.class_agreement_figure(div, class_names=run.data.class_names, kind=kind), key="class_agreement")
+
+st.header("Through training")
+if st.toggle("Follow the saved epoch checkpoints", value=True):
+    dyn = results.dynamics(run, split)
+    if dyn is not None:
+        st.caption(f"{len(dyn.epochs)} checkpoints: epochs {', '.join(map(str, dyn.epochs))}.")
+        left, right = st.columns(2)
+        with left:
+            show(viz.dynamics_accuracy_figure(dyn), key="dynamics_accuracy")
+        with right:
+            show(viz.dynamics_figure(dyn), key="dynamics_diversity")
 
 count = len(report.disagreements)
-st.subheader(f"Where the peers disagree: {count} of {report.num_samples} {split} samples")
+st.header(f"Where the peers disagree: {count} of {report.num_samples} {split} samples")
 if count:
     most = min(count, 48)
-    shown = (
-        st.slider("Images shown", min_value=1, max_value=most, value=min(most, 16))
-        if most > 1
-        else 1
-    )
-    picked = report.disagreements[:shown]
-    images, labels = gather_samples(run.dataset(split), picked)
-    captions = viz.prediction_captions(
-        preds.peer_predictions()[:, picked],
-        labels,
-        peer_names=names,
-        class_names=run.data.class_names,
-    )
-    st.plotly_chart(viz.image_gallery(images, captions, cols=4), key="disagreement_gallery")
+    shown = st.slider("Images shown", min_value=1, max_value=most, value=min(most, 16)) if most > 1 else 1
+    gallery = results.disagreement_gallery(run, split, shown)
+    if gallery is not None:
+        show(gallery[0], key="disagreement_gallery", data=gallery[1])

@@ -36,4 +36,4 @@ with right:
         for tab, metric in ((acc_tab, "acc"), (loss_tab, "loss")):
             with tab:
                 fig = viz.training_curves(run.metrics, peer_names=run.peer_names, metric=metric)
-                st.plotly_chart(fig, key=f"curves_{metric}")
+                common.show(fig, key=f"curves_{metric}")

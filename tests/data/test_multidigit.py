@@ -14,7 +14,12 @@ from analysis.errors import CollabError
 def test_bundle_shape_and_classes() -> None:
     b = build_dataset("multidigit")
     assert (len(b.train), len(b.test), b.num_classes, b.in_chans, b.image_size) == (
-        6000, 1000, 100, 1, 32)
+        6000,
+        1000,
+        100,
+        1,
+        32,
+    )
     assert b.class_names[:3] == ["00", "01", "02"] and b.class_names[-1] == "99"
     x, y = b.train[1234]
     assert x.shape == (1, 32, 32) and x.dtype == torch.float32 and y == 34
@@ -65,7 +70,12 @@ def test_three_digits_and_the_tiny_member() -> None:
     assert y == 987 and b.train.digits(987) == [9, 8, 7] and b.train.digit_size == 10
     assert x[:, :10].abs().sum() == 0 and x[:, 10:20].abs().sum() > 0  # rows 10..19
     tiny = build_dataset("test_multidigit")
-    assert (len(tiny.train), len(tiny.test), tiny.image_size, tiny.num_classes) == (200, 100, 16, 100)
+    assert (len(tiny.train), len(tiny.test), tiny.image_size, tiny.num_classes) == (
+        200,
+        100,
+        16,
+        100,
+    )
     assert tiny.train[0][0].shape == (1, 16, 16)
 
 

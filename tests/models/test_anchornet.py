@@ -65,10 +65,14 @@ def _window_check(net: nn.Module, size: int, i: int, j: int) -> None:
     # Float64 convolutions never mix outside pixels in: the value is bit-for-bit the same.
     assert torch.equal(value(outside), base)
     for rows, cols, inside in [
-        (slice(r0, r0 + 1), slice(c0, c1), True), (slice(r1 - 1, r1), slice(c0, c1), True),
-        (slice(r0, r1), slice(c0, c0 + 1), True), (slice(r0, r1), slice(c1 - 1, c1), True),
-        (slice(max(r0 - 1, 0), r0), slice(None), False), (slice(r1, r1 + 1), slice(None), False),
-        (slice(None), slice(max(c0 - 1, 0), c0), False), (slice(None), slice(c1, c1 + 1), False),
+        (slice(r0, r0 + 1), slice(c0, c1), True),
+        (slice(r1 - 1, r1), slice(c0, c1), True),
+        (slice(r0, r1), slice(c0, c0 + 1), True),
+        (slice(r0, r1), slice(c1 - 1, c1), True),
+        (slice(max(r0 - 1, 0), r0), slice(None), False),
+        (slice(r1, r1 + 1), slice(None), False),
+        (slice(None), slice(max(c0 - 1, 0), c0), False),
+        (slice(None), slice(c1, c1 + 1), False),
     ]:
         changed = x.clone()
         changed[..., rows, cols] += 5.0
@@ -87,6 +91,8 @@ def test_small_layout_on_shapes_sized_images() -> None:
     net = _eval_double(create_model("anchornet", num_classes=6))
     assert (net.receptive_field, net.stride, net.offset) == (31, 2, 0)
     assert [net.map_size(s) for s in (32, 48, 64)] == [1, 9, 17]
+    light = create_model("anchornet", num_classes=6, width=8, expansion=3)  # the shapes preset
+    assert count_parameters(light) == 38_790 and light.rf == net.rf
     assert net.feature_map(torch.rand(1, 3, 64, 64, dtype=torch.float64)).shape[-2:] == (17, 17)
     _window_check(net, 64, 11, 3)
 
@@ -152,7 +158,11 @@ def test_receptive_field_matches_gradient_support_of_a_linear_stack() -> None:
     rows, cols = torch.nonzero(x.grad[0, 0].abs() > 1e-14, as_tuple=True)
     x0, y0, x1, y1 = rf.box(3, 5, image_size=40)
     assert (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1) == (
-        x0, y0, x1, y1)
+        x0,
+        y0,
+        x1,
+        y1,
+    )
 
 
 @pytest.mark.parametrize("size", [9, 10, 11, 12, 13])

@@ -125,8 +125,15 @@ def test_product_fusion_sends_gradient_to_every_branch() -> None:
 
 @pytest.mark.parametrize(
     ("filters", "branches", "fusion", "width"),
-    [(64, 2, "product", 32), (64, 2, "outer", 8), (512, 2, "outer", 22), (27, 3, "outer", 3),
-     (26, 3, "outer", 2), (5, 8, "sum", 1), (1, 2, "outer", 1)],
+    [
+        (64, 2, "product", 32),
+        (64, 2, "outer", 8),
+        (512, 2, "outer", 22),
+        (27, 3, "outer", 3),
+        (26, 3, "outer", 2),
+        (5, 8, "sum", 1),
+        (1, 2, "outer", 1),
+    ],
 )
 def test_auto_branch_width(filters: int, branches: int, fusion: str, width: int) -> None:
     assert auto_branch_width(filters, branches=branches, fusion=fusion) == width
