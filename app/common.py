@@ -138,19 +138,27 @@ def figure_table(fig: go.Figure) -> pd.DataFrame:
             continue
         frames.append(pd.DataFrame({"trace": index, "name": trace.name or "", **part}))
     columns = ["trace", "name", "x", "y", "z"]
-    return pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else pd.DataFrame(columns=columns)
+    return (
+        pd.concat(frames, ignore_index=True).reindex(columns=columns)
+        if frames
+        else pd.DataFrame(columns=columns)
+    )
 
 
-def show(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None) -> None:
+def show(
+    fig: go.Figure, *, key: str, data: pd.DataFrame | None = None, run: str | None = None
+) -> None:
     """Draw ``fig`` with two download buttons under it: its data (CSV) and the figure (HTML).
 
     Args:
         fig: the figure.
         key: a page-unique key; it names the chart, the buttons and the downloaded files.
         data: the table to download (default :func:`figure_table` of ``fig``).
+        run: the run the figure shows, for the file names (default the sidebar's run).
     """
     st.plotly_chart(fig, key=key)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{st.session_state.get(RUN_KEY, 'collablens')}-{key}")
+    run = run or st.session_state.get(RUN_KEY) or "collablens"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{run}-{key}")
     # Both files are built only when their button is clicked (the HTML embeds the ~4 MB
     # plotly.js so that it opens offline); on_click="ignore" keeps the page from rerunning.
 
@@ -161,7 +169,10 @@ def show(fig: go.Figure, *, key: str, data: pd.DataFrame | None = None) -> None:
         return fig.to_html(include_plotlyjs=True, full_html=True)
 
     left, right, _ = st.columns([1, 1, 4])
-    for col, label, payload, mime in ((left, "CSV", csv, "text/csv"), (right, "HTML", html, "text/html")):
+    for col, label, payload, mime in (
+        (left, "CSV", csv, "text/csv"),
+        (right, "HTML", html, "text/html"),
+    ):
         col.download_button(
             label,
             payload,

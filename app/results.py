@@ -12,7 +12,6 @@ probes register hooks on it and switch its eval mode, which two threads must not
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 import pandas as pd
@@ -22,7 +21,6 @@ from torch.utils.data import TensorDataset
 
 import analysis
 from analysis import probes, viz
-from analysis.data.upload import load_image
 from analysis.probes import MEASURES
 from analysis.probes.cache import cached
 from analysis.probes.diversity import mean_off_diagonal
@@ -42,7 +40,9 @@ def _agreement(_run: analysis.Run, key: str, split: str):
 
 def agreement(run: analysis.Run, split: str):
     """``(Predictions, AgreementReport)`` of ``run`` on ``split``."""
-    return guarded(lambda: _agreement(run, run_key(run), split), what=f"the {split} split of {run.name}")
+    return guarded(
+        lambda: _agreement(run, run_key(run), split), what=f"the {split} split of {run.name}"
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -53,14 +53,18 @@ def _gallery(_run: analysis.Run, key: str, split: str, shown: int):
     peer_preds = preds.peer_predictions()[:, picked]
     names, classes = report.peer_names, _run.data.class_names
     captions = viz.prediction_captions(peer_preds, labels, peer_names=names, class_names=classes)
-    table = pd.DataFrame({"index": picked.tolist(), "label": labels.tolist()} | dict(zip(names, peer_preds.tolist())))
+    table = pd.DataFrame(
+        {"index": picked.tolist(), "label": labels.tolist()} | dict(zip(names, peer_preds.tolist()))
+    )
     return viz.image_gallery(images, captions, cols=4), table
 
 
 def disagreement_gallery(run: analysis.Run, split: str, shown: int):
     """``(figure, table)`` of the first ``shown`` samples the peers disagree on (the figure is
     cached too: its many subplots take a while to build)."""
-    return guarded(lambda: _gallery(run, run_key(run), split, shown), what="the disagreement gallery")
+    return guarded(
+        lambda: _gallery(run, run_key(run), split, shown), what="the disagreement gallery"
+    )
 
 
 @st.cache_data(show_spinner="Measuring diversity…", max_entries=16)
@@ -82,7 +86,9 @@ def _dynamics(_run: analysis.Run, key: str, split: str) -> probes.TrainingDynami
 
 def dynamics(run: analysis.Run, split: str) -> probes.TrainingDynamics | None:
     """Accuracy and diversity at each saved epoch checkpoint of ``run``."""
-    return guarded(lambda: _dynamics(run, run_key(run), split), what=f"the checkpoints of {run.name}")
+    return guarded(
+        lambda: _dynamics(run, run_key(run), split), what=f"the checkpoints of {run.name}"
+    )
 
 
 @st.cache_data(show_spinner="Computing CKA between every pair of layers (one pass)…")
@@ -106,27 +112,17 @@ def _kernels(_run: analysis.Run, key: str, align_inputs: bool) -> probes.KernelS
 
 def kernels(run: analysis.Run, *, align_inputs: bool = False) -> probes.KernelSimilarity | None:
     """Matched filter similarity between peers and filter redundancy within each."""
-    return guarded(lambda: _kernels(run, run_key(run), align_inputs), what=f"the filters of {run.name}")
-
-
-def uploaded_image(run: analysis.Run, data: bytes, *, invert: bool) -> torch.Tensor | None:
-    """(C, H, W) image in ``run``'s input format from an uploaded file's bytes."""
-    spec = run.data
     return guarded(
-        lambda: load_image(data, in_chans=spec.in_chans, image_size=spec.image_size, invert=invert),
-        what="the uploaded image",
+        lambda: _kernels(run, run_key(run), align_inputs), what=f"the filters of {run.name}"
     )
-
-
-def image_id(data: bytes, *, invert: bool) -> str:
-    """A short cache key for an uploaded image."""
-    return f"upload:{hashlib.sha256(data).hexdigest()[:20]}:{int(invert)}"
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _predict(_run: analysis.Run, key: str, image_key: str, _image: torch.Tensor):
     with _LOCK:
-        preds = probes.collect_predictions(_run.model, TensorDataset(_image[None], torch.zeros(1, dtype=torch.long)))
+        preds = probes.collect_predictions(
+            _run.model, TensorDataset(_image[None], torch.zeros(1, dtype=torch.long))
+        )
     return preds.peer_logits[:, 0].softmax(-1), preds.ensemble_logits[0].softmax(-1)
 
 
@@ -136,15 +132,27 @@ def predict(run: analysis.Run, image_key: str, image: torch.Tensor):
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _explain(_run, key: str, image_key: str, _image: torch.Tensor, method: str, target, absolute: bool):
+def _explain(
+    _run, key: str, image_key: str, _image: torch.Tensor, method: str, target, absolute: bool
+):
     with _LOCK:
         images = _image[None]
-        maps = probes.attribute_all_peers(_run.model, images, method=method, target=target, absolute=absolute)
+        maps = probes.attribute_all_peers(
+            _run.model, images, method=method, target=target, absolute=absolute
+        )
         curves, auc = probes.deletion_by_peer(_run.model, images, maps, target=target)
     return maps, curves, auc
 
 
-def explain(run: analysis.Run, image_key: str, image: torch.Tensor, method: str, *, target: int | None, absolute: bool):
+def explain(
+    run: analysis.Run,
+    image_key: str,
+    image: torch.Tensor,
+    method: str,
+    *,
+    target: int | None,
+    absolute: bool,
+):
     """``(maps (K, 1, H, W), deletion curves (K, 1, S + 1), deletion AUC (K, 1))`` of one image.
 
     ``target`` None lets each peer explain its own top-1 class; an int explains that class.

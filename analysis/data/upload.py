@@ -129,12 +129,18 @@ def load_image(
         raise ValueError(f"image_size must be positive, got {image_size}")
     image = _open(data, max_bytes=max_bytes, max_side=max_side)
     image = ImageOps.exif_transpose(image) or image
-    fill = 1.0 - background if invert else background  # so that the fill is ``background`` after inverting
+    fill = (
+        1.0 - background if invert else background
+    )  # so that the fill is ``background`` after inverting
     pixels = _square(_to_array(image, in_chans=in_chans, background=fill), background=fill)
     tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # (1, C, S, S)
     if tensor.shape[-1] != image_size:
         tensor = torch.nn.functional.interpolate(
-            tensor, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+            tensor,
+            size=(image_size, image_size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
         )
     tensor = tensor[0].clamp(0.0, 1.0)
     return (1.0 - tensor) if invert else tensor.contiguous()

@@ -6,7 +6,17 @@ is a :class:`StagedNet`: it exposes ``probe_layers``, ``feature_dim``, ``forward
 and a linear ``fc`` head. The family modules are imported here so that they register.
 """
 
-from analysis.models import anchornet, cheap, cifar_resnet, dcl_nets, resnext, tiny, tv_resnet, vgg, wrn  # noqa: F401  (registration)
+from analysis.models import (  # noqa: F401  (registration)
+    anchornet,
+    cheap,
+    cifar_resnet,
+    dcl_nets,
+    resnext,
+    tiny,
+    tv_resnet,
+    vgg,
+    wrn,
+)
 from analysis.models.base import StagedNet
 from analysis.models.collaborative import CollaborativeModel, Normalize, PeerModule
 from analysis.models.factory import MODELS, count_parameters, create_model, model_options

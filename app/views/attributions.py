@@ -7,37 +7,26 @@ import torch
 
 from analysis import viz
 from analysis.probes import ATTRIBUTIONS
-from app import common, results
+from app import common, inputs, results
 from app.common import show, tensor_table
 
 st.title("Attributions")
 run = common.selected_run()
 if run is None:
     st.stop()
-names, classes, test = run.peer_names, run.data.class_names, run.dataset("test")
+names, classes = run.peer_names, run.data.class_names
 
 left, right = st.columns(2)
 with left:
-    source = st.radio("Image", ["test set", "upload"], horizontal=True)
-    if source == "test set":
-        index = int(st.number_input(f"Test image (0 to {len(test) - 1})", 0, len(test) - 1, 0))
-        image, label = test[index]
-        image_key = f"test:{index}"
-    else:
-        upload = st.file_uploader("An image file (PNG, JPEG, …; at most 10 MB and 4096 px a side)")
-        invert = st.checkbox("Invert (dark ink on light paper)")
-        if upload is None:
-            st.info("Upload an image to explain it.")
-            st.stop()
-        data = upload.getvalue()
-        image, label = results.uploaded_image(run, data, invert=invert), None
-        if image is None:
-            st.stop()
-        image_key = results.image_id(data, invert=invert)
+    chosen = inputs.image_picker(run)
 with right:
-    methods = st.multiselect("Methods", ATTRIBUTIONS.list(), default=["saliency", "integrated_gradients", "grad_cam"])
-    ensemble = st.radio("Explain", ["each peer's own top class", "the ensemble's top class"]) != "each peer's own top class"
+    default = ["saliency", "integrated_gradients", "grad_cam"]
+    methods = st.multiselect("Methods", ATTRIBUTIONS.list(), default=default)
+    ensemble = st.toggle("Explain the ensemble's top class (instead of each peer's own)")
     absolute = st.checkbox("Absolute values", value=False)
+if chosen is None:
+    st.stop()
+image, label, image_key = chosen.image, chosen.label, chosen.key
 
 probs = results.predict(run, image_key, image)
 if probs is None:
@@ -54,7 +43,7 @@ if not methods:
 target = int(ensemble_probs.argmax()) if ensemble else None
 bar, found = st.progress(0.0), {}
 for step, method in enumerate(methods):
-    bar.progress(step / len(methods), text=f"{method}: attributing and deleting for {len(names)} peers…")
+    bar.progress(step / len(methods), text=f"{method}: attributions and deletion curves…")
     found[method] = results.explain(run, image_key, image, method, target=target, absolute=absolute)
 bar.empty()
 found = {method: result for method, result in found.items() if result is not None}
@@ -63,12 +52,18 @@ if not found:
 
 st.subheader("Attribution maps: one row per method, one column per peer")
 maps = torch.cat([maps for maps, _, _ in found.values()], dim=1)  # (K, M, H, W)
-grid = viz.attribution_grid(image[None].expand(len(found), *image.shape), maps, peer_names=names, captions=list(found))
-show(grid, key="attribution_grid", data=tensor_table(maps, peer=names, method=list(found), row=None, col=None))
+grid = viz.attribution_grid(
+    image[None].expand(len(found), *image.shape), maps, peer_names=names, captions=list(found)
+)
+show(
+    grid,
+    key="attribution_grid",
+    data=tensor_table(maps, peer=names, method=list(found), row=None, col=None),
+)
 
 st.subheader("Faithfulness: deletion-curve AUC per peer (lower = more faithful)")
-auc = pd.DataFrame({method: auc[:, 0].tolist() for method, (_, _, auc) in found.items()}, index=names).T
-st.dataframe(auc.style.format("{:.3f}"))
+auc = {method: auc[:, 0].tolist() for method, (_, _, auc) in found.items()}
+st.dataframe(pd.DataFrame(auc, index=names).T.style.format("{:.3f}"))
 for tab, (method, (_, curves, auc_m)) in zip(st.tabs(list(found)), found.items()):
     with tab:
         show(viz.deletion_figure(curves, auc_m, peer_names=names), key=f"deletion_{method}")

@@ -27,13 +27,21 @@ left, right = st.columns(2)
 with left:
     first, second = st.columns(2)
     a = first.selectbox("Rows: peer", range(len(names)), format_func=names.__getitem__)
-    b = second.selectbox("Columns: peer", range(len(names)), index=min(1, len(names) - 1), format_func=names.__getitem__)
+    b = second.selectbox(
+        "Columns: peer",
+        range(len(names)),
+        index=min(1, len(names) - 1),
+        format_func=names.__getitem__,
+    )
     show(viz.cka_heatmap(result, peers=(a, b), peer_names=names), key="cka_layers")
 with right:
     depths = min(len(result.indices_of(p)) for p in range(result.num_peers))
     labels = [short_layer_name(p) for p in result.layers_of(0)[:depths]]
     depth = labels.index(st.select_slider("Layer", labels, value=labels[-1]))
-    st.metric(f"Mean CKA between peers at {labels[depth]}", f"{mean_off_diagonal(result.peer_matrix(depth)):.4f}")
+    st.metric(
+        f"Mean CKA between peers at {labels[depth]}",
+        f"{mean_off_diagonal(result.peer_matrix(depth)):.4f}",
+    )
     show(viz.peer_cka_heatmap(result, depth=depth, peer_names=names), key="cka_peers")
 
 st.header("Filters: kernel matching and redundancy")

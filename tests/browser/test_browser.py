@@ -44,7 +44,8 @@ TIMEOUT_MS = 60_000
 VIEWPORT = {"width": 1400, "height": 1000}
 
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+    not CHROMIUM.exists(),
+    reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)",
 )
 
 
@@ -74,9 +75,23 @@ def app_url():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "COLLAB_RUNS_ROOT": str(REPO / "runs")}
-    command = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app/main.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     log = open(ARTIFACTS / "server.log", "w")  # noqa: SIM115 -- closed below
     started = time.monotonic()
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -108,7 +123,9 @@ def browser():
 def settled(page, title: str) -> None:
     """Wait until ``title``'s page has finished running and drawn a chart."""
     page.locator("h1", has_text=title).first.wait_for(timeout=TIMEOUT_MS)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS)
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS
+    )
     page.wait_for_selector(".js-plotly-plot", timeout=TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stSpinner"]', state="detached", timeout=TIMEOUT_MS)
 
@@ -127,7 +144,9 @@ def check_page(page, title: str, shot: str) -> None:
     # Streamlit scrolls inside its main block, not the page: grow the window to fit it all.
     height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 6000))})
+    page.set_viewport_size(
+        {"width": size["width"], "height": max(size["height"], min(int(height), 6000))}
+    )
     page.screenshot(path=str(ARTIFACTS / f"{shot}.png"))
     page.set_viewport_size(size)
 
@@ -165,6 +184,33 @@ def test_every_page_draws_its_charts_without_errors(app_url, browser):
         page.close()
 
 
+def test_downloads_hold_the_figure_data_and_a_standalone_figure(app_url, browser):
+    url, _ = app_url
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(f"{url}/similarity", timeout=TIMEOUT_MS)
+        settled(page, "Similarity")
+        buttons = page.locator('[data-testid="stDownloadButton"] button')
+        with page.expect_download(timeout=TIMEOUT_MS) as csv_download:
+            buttons.filter(has_text="CSV").first.click()
+        assert csv_download.value.suggested_filename == "dml-digits-cka_layers.csv"
+        lines = Path(csv_download.value.path()).read_text().splitlines()
+        assert lines[0] == "trace,name,x,y,z" and len(lines) == 1 + 4 * 4  # 4 x 4 layers
+        assert all(0.0 <= float(line.rsplit(",", 1)[1]) <= 1.0 + 1e-9 for line in lines[1:])
+        with page.expect_download(timeout=TIMEOUT_MS) as html_download:
+            buttons.filter(has_text="HTML").first.click()
+        html = Path(html_download.value.path()).read_text()
+        assert html_download.value.suggested_filename == "dml-digits-cka_layers.html"
+        assert (
+            html.lstrip().lower().startswith("<!doctype html>")
+            and "CKA: resnet8#0 vs resnet8#1" in html
+        )
+        assert 'src="https://cdn.plot.ly' not in html and len(html) > 1_000_000  # plotly.js inline
+        assert problems(page) == []
+    finally:
+        page.close()
+
+
 def test_upload_garbage_then_an_image(app_url, browser):
     from PIL import Image
 
@@ -176,7 +222,11 @@ def test_upload_garbage_then_an_image(app_url, browser):
         page.get_by_text("upload", exact=True).click()
         upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
         upload.wait_for(state="attached", timeout=TIMEOUT_MS)
-        upload.set_input_files(files=[{"name": "junk.png", "mimeType": "image/png", "buffer": b"\x00not an image" * 50}])
+        upload.set_input_files(
+            files=[
+                {"name": "junk.png", "mimeType": "image/png", "buffer": b"\x00not an image" * 50}
+            ]
+        )
         error = page.locator('[data-testid="stAlertContentError"]')
         error.wait_for(timeout=TIMEOUT_MS)
         assert "not a readable image" in error.inner_text()
@@ -189,7 +239,9 @@ def test_upload_garbage_then_an_image(app_url, browser):
             for x in range(35, 45):
                 digit.putpixel((x, y), (0, 0, 0, 255))
         digit.save(buf, "PNG")
-        upload.set_input_files(files=[{"name": "one.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+        upload.set_input_files(
+            files=[{"name": "one.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+        )
         page.get_by_text("Invert (dark ink on light paper)").click()
         error.wait_for(state="detached", timeout=TIMEOUT_MS)
         settled(page, "Attributions")

@@ -1,0 +1,304 @@
+"""Downstream use of localized patches: patch classification and the early-exit cascade.
+
+The AnchorNet paper (seed 002) classifies the image resized to the patch size first, then adds
+the logits of the localized patches one at a time, best patch first, until the softmax
+confidence passes a per-stage threshold; sweeping the threshold traces accuracy against cost.
+
+Choices made here (the paper fine-tunes two separate classifiers, one on resized images and one
+on patches):
+
+* both classifiers default to the run's peer itself (``classifier``), applied to inputs of
+  ``patch_size`` pixels; pass ``patch_classifier`` (and ``localizer``) to use others;
+* the boxes come from :func:`~analysis.probes.localization.localize` with ``localizer``
+  (default: the classifier) on the full image; the full model is ``classifier`` on the full
+  image (with the default localizer its logits come from the same forward pass);
+* stage s combines the logits of stages 0..s by their **sum** (``combine="sum"``, "add patch
+  logits") or their mean (``"mean"``); a missing patch (fewer than k boxes survived) adds
+  nothing and costs nothing; the last stage always answers;
+* **cost** = FLOPs per image, counted by :func:`count_flops` (a forward hook on every
+  ``Conv2d`` and ``Linear``: 2 x multiply-accumulates, i.e. ``2 * out.numel() * in/groups * kh *
+  kw`` and ``2 * out.numel() * in_features``; normalization, activations, pooling and biases are
+  not counted). The localizer runs on the full image, so with the peer as its own localizer
+  charging it would make every cascade that uses a patch dearer than the full model; it is
+  therefore reported apart (``localizer_cost``) and added to ``cost`` for the samples that go
+  past stage 0 only when ``charge_localizer=True`` (as a separate light AnchorNet would be).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.ops import roi_align
+
+from analysis.errors import CollabError
+from analysis.probes.localization import IOU_THRESHOLD, TOP_K, cam_field, find_network, localize
+
+DEFAULT_THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01)
+COMBINE = ("sum", "mean")
+
+
+@torch.no_grad()
+def count_flops(module: nn.Module, example: torch.Tensor) -> int:
+    """FLOPs per image of ``module`` on inputs shaped like ``example`` (B, C, H, W).
+
+    2 x the multiply-accumulates of every ``Conv2d`` and ``Linear`` seen in one forward pass,
+    divided by B. The module's modes and hooks are restored.
+    """
+    total = [0]
+
+    def hook(m: nn.Module, _inputs, output: torch.Tensor) -> None:
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            total[0] += 2 * output.numel() * (m.in_channels // m.groups) * kh * kw
+        else:
+            total[0] += 2 * output.numel() * m.in_features
+
+    modes = {m: m.training for m in module.modules()}
+    handles = [
+        m.register_forward_hook(hook)
+        for m in module.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    try:
+        module.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, mode in modes.items():
+            m.training = mode
+    return total[0] // max(example.shape[0], 1)
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, size, size), bilinear with antialiasing."""
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+
+
+def crop_patches(images: torch.Tensor, boxes: torch.Tensor, *, size: int) -> torch.Tensor:
+    """Crop every box and resize it to ``size x size`` in one batched call (``roi_align``).
+
+    Args:
+        images: (B, C, H, W).
+        boxes: (B, k, 4) pixel boxes ``(x0, y0, x1, y1)``, x1 / y1 exclusive; -1 = none.
+
+    Returns:
+        (B, k, C, size, size); a box of exactly ``size`` pixels is copied pixel for pixel,
+        missing boxes give zeros.
+    """
+    b, k = boxes.shape[:2]
+    rois = torch.cat(
+        [torch.arange(b).repeat_interleave(k)[:, None].to(images), boxes.reshape(-1, 4).to(images)],
+        dim=1,
+    )
+    out = roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, aligned=True)
+    out = out.view(b, k, images.shape[1], size, size)
+    return out.masked_fill((boxes < 0).any(-1).to(images.device)[..., None, None, None], 0.0)
+
+
+@dataclass
+class CascadeCurve:
+    """Accuracy against cost of the early-exit cascade, one point per threshold.
+
+    Attributes:
+        thresholds: (T,) or (T, S - 1) confidence thresholds (per stage when 2-D).
+        accuracy: (T,) accuracy of the cascade; cost: (T,) mean FLOPs per image.
+        full_accuracy: accuracy of ``classifier`` on the full images; full_cost: its FLOPs/image.
+        stage_costs: (S,) FLOPs of each stage (the resized image, then each patch).
+        stage_accuracy: (S,) accuracy when every sample answers after stage s.
+        exit_fraction: (T, S) share of samples answering at each stage.
+        localizer_cost: FLOPs/image of the localizer on the full image; charge_localizer:
+            whether ``cost`` includes it (for samples going past stage 0).
+        patch_size, top_k, combine, num_samples: the setup.
+    """
+
+    thresholds: torch.Tensor
+    accuracy: torch.Tensor
+    cost: torch.Tensor
+    full_accuracy: float
+    full_cost: float
+    stage_costs: torch.Tensor
+    stage_accuracy: torch.Tensor
+    exit_fraction: torch.Tensor
+    localizer_cost: float
+    charge_localizer: bool
+    patch_size: int
+    top_k: int
+    combine: str
+    num_samples: int
+
+    @property
+    def relative_cost(self) -> torch.Tensor:
+        """(T,) cost as a fraction of the full model's."""
+        return self.cost / self.full_cost
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the block and restore every submodule's mode after."""
+    modes = {m: m.training for m in module.modules()}
+    try:
+        yield module.eval()
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+@torch.no_grad()
+def stage_logits(
+    classifier: nn.Module,
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    *,
+    patch_size: int,
+    patch_classifier: nn.Module | None = None,
+) -> torch.Tensor:
+    """(S = 1 + k, B, classes) float32 logits: the resized image, then each patch (resized).
+
+    Args:
+        classifier: applied to the images resized to ``patch_size``; patch_classifier (default
+            ``classifier``) to the (B, k, 4) ``boxes`` cropped and resized to ``patch_size``.
+    """
+    patches = crop_patches(images, boxes, size=patch_size)  # (B, k, C, s, s)
+    b, k = patches.shape[:2]
+    with evaluating(classifier):
+        first = classifier(resize_images(images, patch_size))
+    with evaluating(patch_classifier or classifier) as second:
+        rest = second(patches.flatten(0, 1)).view(b, k, -1).transpose(0, 1)
+    return torch.cat([first[None], rest]).float()
+
+
+def combine_stages(
+    logits: torch.Tensor, available: torch.Tensor, *, combine: str = "sum"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidence and prediction after each stage.
+
+    Args:
+        logits: (S, B, C) stage logits; available: (S, B) bool (a missing patch adds nothing).
+        combine: ``"sum"`` or ``"mean"`` of the available stages' logits so far.
+
+    Returns:
+        conf (S, B) top softmax probability and pred (S, B) int64 of the combined logits.
+    """
+    if combine not in COMBINE:
+        raise CollabError(f"unknown combine {combine!r}; use 'sum' or 'mean'")
+    cum = (logits * available[..., None]).cumsum(0)
+    if combine == "mean":
+        cum = cum / available.cumsum(0).clamp_min(1)[..., None]
+    return cum.softmax(-1).max(-1)
+
+
+def exit_stages(conf: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """(T, B) index of the first stage whose confidence reaches its threshold (else the last).
+
+    Args:
+        conf: (S, B) confidence after each stage.
+        thresholds: (T,) for every stage alike, or (T, S - 1) per stage (the last stage always
+            answers, so it needs none).
+    """
+    s = conf.shape[0]
+    thr = torch.as_tensor(thresholds).to(conf)
+    thr = thr.reshape(len(thr), -1).expand(-1, s - 1)  # (T, S - 1)
+    passes = conf[None, :-1] >= thr[..., None]  # (T, S - 1, B)
+    passes = torch.cat([passes, torch.ones_like(conf[None, :1].bool()).expand(len(thr), 1, -1)], 1)
+    return passes.int().argmax(1)
+
+
+def _setup(classifier, localizer, patch_classifier, x, patch_size, top_k) -> dict:
+    """Patch size and the FLOPs of the full model, the localizer and every stage."""
+    size = patch_size or min(cam_field(find_network(localizer)).size, *x.shape[-2:])
+    small = torch.zeros(1, x.shape[1], size, size)
+    full = count_flops(classifier, x[:1])
+    first = count_flops(classifier, small)
+    patch = first if patch_classifier is None else count_flops(patch_classifier, small)
+    return {
+        "size": int(size),
+        "full": full,
+        "localizer": full if localizer is classifier else count_flops(localizer, x[:1]),
+        "stage_costs": torch.tensor([first] + [patch] * top_k, dtype=torch.float64),
+    }
+
+
+def cascade_curve(
+    classifier: nn.Module,
+    dataset: Dataset,
+    *,
+    thresholds: Sequence[float] | torch.Tensor = DEFAULT_THRESHOLDS,
+    localizer: nn.Module | None = None,
+    patch_classifier: nn.Module | None = None,
+    top_k: int = TOP_K,
+    iou_threshold: float = IOU_THRESHOLD,
+    patch_size: int | None = None,
+    combine: str = "sum",
+    charge_localizer: bool = False,
+    batch_size: int = 64,
+    limit: int | None = None,
+) -> CascadeCurve:
+    """Accuracy vs cost of the early-exit cascade over ``thresholds`` (see the module docstring).
+
+    Args:
+        classifier: a peer (``model.peer(i)``): images in [0, 1] -> logits.
+        dataset: yields ``(image (C, H, W) in [0, 1], label)``; limit: first ``limit`` items.
+        thresholds: (T,) or (T, S - 1) softmax-confidence thresholds; 0 -> every sample stops
+            after stage 0, > 1 -> every sample uses all stages.
+        localizer, patch_classifier: default ``classifier``.
+        top_k, iou_threshold: box selection (S = 1 + top_k stages).
+        patch_size: side of the classifier inputs (default: the localizer's receptive field,
+            at most the image side).
+        combine: ``"sum"`` or ``"mean"`` of the stage logits; charge_localizer: add the
+            localizer's FLOPs to the cost of samples that go past stage 0.
+    """
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise CollabError("the dataset is empty; the cascade needs at least one image")
+    localizer = localizer or classifier
+    thr = torch.as_tensor(thresholds, dtype=torch.float64)
+    stats: dict = {"correct": 0, "cost": 0, "exits": 0, "full": 0, "stage": 0}
+    setup: dict = {}
+    for x, y in DataLoader(Subset(dataset, range(n)), batch_size=batch_size):
+        y = torch.as_tensor(y)
+        setup = setup or _setup(classifier, localizer, patch_classifier, x, patch_size, top_k)
+        loc = localize(localizer, x, top_k=top_k, iou_threshold=iou_threshold)
+        if localizer is classifier:
+            full = loc.logits
+        else:
+            with torch.no_grad(), evaluating(classifier):
+                full = classifier(x)
+        logits = stage_logits(
+            classifier, x, loc.boxes, patch_size=setup["size"], patch_classifier=patch_classifier
+        )
+        available = torch.cat([torch.ones(1, len(x), dtype=torch.bool), (loc.boxes >= 0).all(-1).T])
+        conf, pred = combine_stages(logits, available, combine=combine)
+        exits = exit_stages(conf, thr)  # (T, B)
+        cols = torch.arange(len(x))
+        cost = (setup["stage_costs"][:, None] * available).cumsum(0)[exits, cols]
+        if charge_localizer:
+            cost = cost + setup["localizer"] * (exits > 0)
+        stats["correct"] += (pred[exits, cols] == y).sum(1)
+        stats["cost"] += cost.sum(1)
+        stats["exits"] += F.one_hot(exits, len(logits)).sum(1)
+        stats["full"] += int((full.argmax(1) == y).sum())
+        stats["stage"] += (pred == y).sum(1)
+    return CascadeCurve(
+        thresholds=thr,
+        accuracy=stats["correct"].double() / n,
+        cost=stats["cost"].double() / n,
+        full_accuracy=stats["full"] / n,
+        full_cost=float(setup["full"]),
+        stage_costs=setup["stage_costs"],
+        stage_accuracy=stats["stage"].double() / n,
+        exit_fraction=stats["exits"].double() / n,
+        localizer_cost=float(setup["localizer"]),
+        charge_localizer=charge_localizer,
+        patch_size=setup["size"],
+        top_k=top_k,
+        combine=combine,
+        num_samples=n,
+    )
