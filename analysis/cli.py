@@ -65,6 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("analyze", help="compute probes on a run and write an HTML report")
+    p.add_argument("run", help="run folder")
+    p.add_argument(
+        "--probe",
+        dest="probes",
+        action="append",
+        help="probe to run (repeatable; default: all that apply)",
+    )
+    p.add_argument(
+        "--data", default="test", choices=["train", "test"], help="split to probe (default: test)"
+    )
+    p.add_argument("--limit", type=int, help="use only the first N samples")
+    p.add_argument("--report", help="HTML report to write (default: RUN/report.html)")
+    p.add_argument("--checkpoint", default="best", help="best, last or epoch_NNN (default: best)")
+    p.add_argument("--refresh", action="store_true", help="recompute even when cached")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_analyze)
+
     p = sub.add_parser("runs", help="list the runs under a root folder")
     p.add_argument(
         "--root", default=str(REPO / "runs"), help="folder holding run folders (default: runs/)"
@@ -152,6 +170,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(
         f"  {'ensemble':<24} acc {100 * result['ensemble_acc']:6.2f}%  loss {result['ensemble_loss']:.4f}"
     )
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analysis.runs import load_run
+    from analysis.suite import run_suite
+    from analysis.viz.report import write_report
+    from analysis.viz.sections import report_sections
+
+    run = load_run(args.run, checkpoint=args.checkpoint)
+    results = run_suite(
+        run,
+        probes=args.probes,
+        split=args.data,
+        limit=args.limit,
+        progress=not args.no_progress,
+        refresh=args.refresh,
+    )
+    subtitle = f"{run.manifest['method']} on {run.manifest['dataset']}, {args.data} split, checkpoint {args.checkpoint}"
+    path = write_report(
+        args.report or run.path / "report.html",
+        f"CollabLens: {run.name}",
+        report_sections(run, results),
+        subtitle=subtitle,
+    )
+    print(f"probes: {', '.join(results)}")
+    print(f"report written to {path}")
     return 0
 
 

@@ -31,6 +31,13 @@ ZOO = (
         "configs/independent_digits.yaml",
         about="the same 3 peers trained independently (the control for dml-digits)",
     ),
+    ZooEntry(
+        "divide-cotrain-digits",
+        "configs/divide_cotrain_digits.yaml",
+        about="a ResNet-8 of width 16 divided into 2 of width 12, co-trained on 2 views",
+    ),
+    ZooEntry("dcl-multidigit", "configs/dcl_multidigit.yaml", about="a DCL ResNet-8 on two-digit numbers"),
+    ZooEntry("anchornet-shapes", "configs/anchornet_shapes.yaml", about="AnchorNet (padding-free) on shapes"),
 )
 
 

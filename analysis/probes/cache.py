@@ -76,6 +76,33 @@ def load_result(path: Path, cls: type[R]) -> R:
     return cls(**values)
 
 
+def cache_path(run: Any, probe: str, args: dict[str, Any]) -> Path:
+    """Where ``probe(args)`` of ``run``'s checkpoint is cached (the key hashes the weights)."""
+    digest = file_digest(checkpoint_path(run.path, run.checkpoint))
+    return Path(run.path) / PROBES / probe / f"{cache_key(probe, args, digest)}.safetensors"
+
+
+def lookup(run: Any, probe: str, args: dict[str, Any], cls: type[R]) -> R | None:
+    """The cached result, or None when there is none (or it is unreadable)."""
+    path = cache_path(run, probe, args)
+    if not path.exists():
+        return None
+    try:
+        return load_result(path, cls)
+    except CollabError as exc:
+        log.warning("recomputing %s: %s", probe, exc)
+        return None
+
+
+def store(run: Any, probe: str, args: dict[str, Any], result: Any) -> None:
+    """Cache ``result``; a read-only run folder only loses the cache, not the result."""
+    path = cache_path(run, probe, args)
+    try:
+        save_result(path, result)
+    except OSError as exc:
+        log.warning("could not cache %s in %s: %s", probe, path.parent, exc)
+
+
 def cached(
     run: Any,
     probe: str,
@@ -94,16 +121,8 @@ def cached(
         cls: the result dataclass.
         compute: produces the result when it is not cached (or ``refresh`` is set).
     """
-    digest = file_digest(checkpoint_path(run.path, run.checkpoint))
-    path = Path(run.path) / PROBES / probe / f"{cache_key(probe, args, digest)}.safetensors"
-    if path.exists() and not refresh:
-        try:
-            return load_result(path, cls)
-        except CollabError as exc:
-            log.warning("recomputing %s: %s", probe, exc)
-    result = compute()
-    try:
-        save_result(path, result)
-    except OSError as exc:  # a read-only run folder still gets its result, just not cached
-        log.warning("could not cache %s in %s: %s", probe, path.parent, exc)
+    result = None if refresh else lookup(run, probe, args, cls)
+    if result is None:
+        result = compute()
+        store(run, probe, args, result)
     return result

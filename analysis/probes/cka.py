@@ -51,7 +51,7 @@ class CKAResult:
         matrix: (L, L) float64 CKA; ``matrix[i, j]`` compares ``layers[i]`` with ``layers[j]``.
         num_samples: samples that entered the estimate.
         batch_size: the minibatch size of the estimator (the largest batch seen).
-        estimator: ``"minibatch_unbiased_hsic"`` or ``"full_batch"``; ``"+pool"`` when the
+        estimator: ``"minibatch_unbiased_hsic"``, with ``"+pool"`` appended when the
             activations were spatially averaged before the comparison.
     """
 
@@ -70,7 +70,9 @@ class CKAResult:
         """Positions in ``layers`` of peer ``peer``'s layers."""
         found = [i for i, p in enumerate(self.peer_of_layer) if p == peer]
         if not found:
-            raise CollabError(f"the CKA result has no layers of peer {peer}; use a peer in 0..{self.num_peers - 1}")
+            raise CollabError(
+                f"the CKA result has no layers of peer {peer}; use a peer in 0..{self.num_peers - 1}"
+            )
         return found
 
     def layers_of(self, peer: int) -> list[str]:
@@ -128,8 +130,9 @@ def centred_grams(xs: Sequence[torch.Tensor], *, pool: bool = False) -> torch.Te
 
     On the CPU the Grams run in NumPy (``syrk``: measured 1.6x faster than ``torch.mm`` for
     B = 100, D = 16384), one layer per worker thread with single-threaded BLAS, using as many
-    workers as torch has threads; multi-threaded BLAS spin-waiting next to torch's OpenMP
-    threads was several times slower. Other devices use torch.
+    workers as torch has threads (multi-threaded BLAS spin-waiting next to torch's OpenMP
+    threads was several times slower; the BLAS limit is process-wide while this runs).
+    Other devices use torch.
 
     Returns:
         (L, B, B) Grams in the features' dtype (float32, or float64 for float64 input).
@@ -174,7 +177,9 @@ def pairwise_unbiased_hsic(grams: torch.Tensor) -> torch.Tensor:
     trace = flat @ flat.T  # tr(K~ L~) = sum(K~ * L~) for symmetric matrices
     totals = flat.sum(dim=1)
     rows = k.sum(dim=2)  # (L, n): K~ 1
-    hsic = trace + torch.outer(totals, totals) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (rows @ rows.T)
+    hsic = (
+        trace + torch.outer(totals, totals) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (rows @ rows.T)
+    )
     return hsic / (n * (n - 3))
 
 
@@ -221,7 +226,9 @@ class MinibatchCKA:
         return out
 
 
-def minibatch_cka(features: Sequence[torch.Tensor], *, batch_size: int, pool: bool = False) -> torch.Tensor:
+def minibatch_cka(
+    features: Sequence[torch.Tensor], *, batch_size: int, pool: bool = False
+) -> torch.Tensor:
     """Minibatch CKA between in-memory feature sets over consecutive batches.
 
     Args:
@@ -264,7 +271,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return cross / (norm_x * norm_y)
 
 
-def cka_layers(model: nn.Module, layers: Sequence[str] | Sequence[Sequence[str]] | None = None) -> tuple[list[str], list[int]]:
+def cka_layers(
+    model: nn.Module, layers: Sequence[str] | Sequence[Sequence[str]] | None = None
+) -> tuple[list[str], list[int]]:
     """The module paths CKA compares and the peer of each.
 
     Args:
@@ -284,7 +293,9 @@ def cka_layers(model: nn.Module, layers: Sequence[str] | Sequence[Sequence[str]]
     else:
         per_peer = [list(paths) for paths in layers]
         if len(per_peer) != count:
-            raise CollabError(f"got layer lists for {len(per_peer)} peers but the model has {count}; pass one list per peer")
+            raise CollabError(
+                f"got layer lists for {len(per_peer)} peers but the model has {count}; pass one list per peer"
+            )
     paths = [p for group in per_peer for p in group]
     if not paths:
         raise CollabError("no layers to compare; pass layers=[...] naming the modules to probe")
@@ -304,7 +315,9 @@ class CKAConsumer:
         pool: average the activations over spatial positions before comparing.
     """
 
-    def __init__(self, layers: Sequence[str], peer_of_layer: Sequence[int], *, pool: bool = False) -> None:
+    def __init__(
+        self, layers: Sequence[str], peer_of_layer: Sequence[int], *, pool: bool = False
+    ) -> None:
         if len(layers) != len(peer_of_layer):
             raise ValueError("layers and peer_of_layer must have the same length")
         self.paths = list(layers)
@@ -318,13 +331,19 @@ class CKAConsumer:
         if batch.x.shape[0] < MIN_BATCH:
             self._acc.skipped += batch.x.shape[0]
             return
-        self._acc.add_grams(centred_grams([acts[name] for name in self.layers], pool=self.pool).cpu())
+        self._acc.add_grams(
+            centred_grams([acts[name] for name in self.layers], pool=self.pool).cpu()
+        )
 
     def result(self) -> CKAResult:
         if self._acc.skipped:
-            log.warning("CKA left out %d samples in batches smaller than %d", self._acc.skipped, MIN_BATCH)
+            log.warning(
+                "CKA left out %d samples in batches smaller than %d", self._acc.skipped, MIN_BATCH
+            )
         if self._acc.samples == 0:
-            raise CollabError(f"CKA saw no batch of at least {MIN_BATCH} samples; use batch_size >= {MIN_BATCH}")
+            raise CollabError(
+                f"CKA saw no batch of at least {MIN_BATCH} samples; use batch_size >= {MIN_BATCH}"
+            )
         where = torch.tensor(self._where)
         return CKAResult(
             layers=self.paths,
@@ -361,8 +380,18 @@ def cka_probe(
         A :class:`CKAResult` with the (L, L) matrix over all peers' layers.
     """
     if batch_size < MIN_BATCH:
-        raise CollabError(f"CKA needs batches of at least {MIN_BATCH} samples, got batch_size={batch_size}; raise it")
+        raise CollabError(
+            f"CKA needs batches of at least {MIN_BATCH} samples, got batch_size={batch_size}; raise it"
+        )
     paths, owners = cka_layers(model, layers)
     consumer = CKAConsumer(paths, owners, pool=pool)
-    (result,) = run_pass(model, dataset, [consumer], batch_size=batch_size, device=device, limit=limit, progress=progress)
+    (result,) = run_pass(
+        model,
+        dataset,
+        [consumer],
+        batch_size=batch_size,
+        device=device,
+        limit=limit,
+        progress=progress,
+    )
     return result

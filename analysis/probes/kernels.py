@@ -121,7 +121,9 @@ def _peer_convs(peers: list[nn.Module], layers: list[str]) -> list[list[torch.Te
     return weights
 
 
-def _match_layers(wa: list[torch.Tensor], wb: list[torch.Tensor], *, align_inputs: bool) -> torch.Tensor:
+def _match_layers(
+    wa: list[torch.Tensor], wb: list[torch.Tensor], *, align_inputs: bool
+) -> torch.Tensor:
     """(L,) mean matched similarity of two peers' conv weights, layer by layer."""
     scores, previous = [], None
     for a, b in zip(wa, wb):
@@ -150,11 +152,17 @@ def kernel_similarity(
     names = list(getattr(model, "peer_names", [f"peer{i}" for i in range(len(peers))]))
     layers = list(layers) if layers is not None else conv_layers(peers[0])
     if not layers:
-        raise CollabError("the peers have no conv layers to compare; pass layers=[...] naming conv modules")
+        raise CollabError(
+            "the peers have no conv layers to compare; pass layers=[...] naming conv modules"
+        )
     weights = _peer_convs(peers, layers)
     pairs = [list(p) for p in combinations(range(len(peers)), 2)]
     matched = torch.zeros(len(pairs), len(layers), dtype=torch.float64)
     for row, (a, b) in enumerate(pairs):
         matched[row] = _match_layers(weights[a], weights[b], align_inputs=align_inputs)
-    redundancy = torch.tensor([[filter_redundancy(w) for w in ws] for ws in weights], dtype=torch.float64)
-    return KernelSimilarity(layers=layers, peer_names=names, matched=matched, redundancy=redundancy, pairs=pairs)
+    redundancy = torch.tensor(
+        [[filter_redundancy(w) for w in ws] for ws in weights], dtype=torch.float64
+    )
+    return KernelSimilarity(
+        layers=layers, peer_names=names, matched=matched, redundancy=redundancy, pairs=pairs
+    )

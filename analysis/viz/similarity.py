@@ -42,7 +42,9 @@ def _heatmap(z: list[list[float]], x: list[str], y: list[str], hover: str) -> go
     )
 
 
-def cka_heatmap(result: CKAResult, *, peers: tuple[int, int] = (0, 1), peer_names: Sequence[str] | None = None) -> go.Figure:
+def cka_heatmap(
+    result: CKAResult, *, peers: tuple[int, int] = (0, 1), peer_names: Sequence[str] | None = None
+) -> go.Figure:
     """Layer x layer CKA between two peers (or one peer with itself).
 
     Args:
@@ -69,7 +71,9 @@ def cka_heatmap(result: CKAResult, *, peers: tuple[int, int] = (0, 1), peer_name
     return fig
 
 
-def peer_cka_heatmap(result: CKAResult, *, depth: int = -1, peer_names: Sequence[str] | None = None) -> go.Figure:
+def peer_cka_heatmap(
+    result: CKAResult, *, depth: int = -1, peer_names: Sequence[str] | None = None
+) -> go.Figure:
     """Peer x peer CKA at one layer depth (default: each peer's last probed layer).
 
     Returns:
@@ -108,7 +112,10 @@ def kernel_matching_lines(sim: KernelSimilarity) -> go.Figure:
         title="Filter similarity after optimal matching",
         xaxis_title="conv layer",
         yaxis_title="mean matched cosine similarity",
-        yaxis_range=[min(0.0, float(sim.matched.min()) - 0.05) if sim.matched.numel() else 0.0, 1.05],
+        yaxis_range=[
+            min(0.0, float(sim.matched.min()) - 0.05) if sim.matched.numel() else 0.0,
+            1.05,
+        ],
         margin=_MARGIN,
     )
     return fig

@@ -242,8 +242,18 @@ def test_upload_garbage_then_an_image(app_url, browser):
         upload.set_input_files(
             files=[{"name": "one.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
         )
+        # Wait for the new file to replace the junk one before touching another widget.
+        page.locator('[data-testid="stFileChipName"]', has_text="one.png").wait_for(
+            timeout=TIMEOUT_MS
+        )
         page.get_by_text("Invert (dark ink on light paper)").click()
-        error.wait_for(state="detached", timeout=TIMEOUT_MS)
+        try:
+            error.wait_for(state="detached", timeout=TIMEOUT_MS)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "upload-stuck.png"))
+            raise AssertionError(
+                f"the error stayed after a good upload: {problems(page)}"
+            ) from None
         settled(page, "Attributions")
         assert page.locator(".js-plotly-plot").count() >= 2
         assert problems(page) == []

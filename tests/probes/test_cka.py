@@ -17,6 +17,7 @@ from analysis.probes.cka import (
     CKAResult,
     MinibatchCKA,
     centred_gram,
+    centred_grams,
     cka_layers,
     cka_probe,
     linear_cka,
@@ -37,7 +38,10 @@ def correlated(n: int, *, seed: int = 0, noise: float = 0.5) -> tuple[torch.Tens
 
 def test_unbiased_hsic_equals_the_u_statistic_by_brute_force():
     g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+    x, y = (
+        torch.randn(6, 3, generator=g, dtype=torch.float64),
+        torch.randn(6, 2, generator=g, dtype=torch.float64),
+    )
     k, l = x @ x.T, y @ y.T  # noqa: E741
     total = [
         (k[i, j] + k[q, r] - k[i, q] - k[j, r]) * (l[i, j] + l[q, r] - l[i, q] - l[j, r])
@@ -73,7 +77,9 @@ def test_unbiased_minibatch_cka_of_independent_features_is_near_zero():
     x, y = torch.randn(2000, 50, generator=g), torch.randn(2000, 50, generator=g)
     assert abs(minibatch_cka([x, y], batch_size=100)[0, 1].item()) < 0.05
     # the biased CKA of each batch of 100 would sit far from 0 on the same data
-    biased = torch.stack([linear_cka(x[i : i + 100], y[i : i + 100]) for i in range(0, 2000, 100)]).mean()
+    biased = torch.stack(
+        [linear_cka(x[i : i + 100], y[i : i + 100]) for i in range(0, 2000, 100)]
+    ).mean()
     assert biased.item() > 0.3
 
 
@@ -99,6 +105,35 @@ def test_float32_minibatch_cka_is_within_1e_6_of_float64_on_offset_relu_features
     assert m32[0, 1].item() > 0.3
 
 
+def test_gram_workers_agree_with_a_plain_torch_computation():
+    g = torch.Generator().manual_seed(8)
+    acts = [
+        torch.rand(20, 3, 4, 4, generator=g) + 2,
+        torch.randn(20, 7, generator=g).to(torch.bfloat16),
+    ]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        parallel = centred_grams(acts)
+        torch.set_num_threads(1)
+        serial = centred_grams(acts)
+    finally:
+        torch.set_num_threads(threads)
+    assert (
+        torch.equal(parallel, serial)
+        and parallel.shape == (2, 20, 20)
+        and parallel.dtype == torch.float32
+    )
+    for gram, act in zip(parallel, acts):
+        x = act.reshape(20, -1).double()
+        x = x - x.mean(dim=0)
+        assert torch.allclose(gram.double(), x @ x.T, atol=1e-4)
+    pooled = centred_gram(acts[0], pool=True)
+    x = acts[0].double().mean(dim=(2, 3))
+    x = x - x.mean(dim=0)
+    assert torch.allclose(pooled.double(), x @ x.T, atol=1e-5)
+
+
 def test_accumulator_skips_batches_too_small_for_the_unbiased_estimator():
     acc = MinibatchCKA(2)
     x = torch.randn(3, 4)
@@ -110,7 +145,11 @@ def test_accumulator_skips_batches_too_small_for_the_unbiased_estimator():
 def two_peers(*, identical: bool) -> CollaborativeModel:
     torch.manual_seed(0)
     first = create_model("test_cnn", num_classes=4, in_chans=1, width=4)
-    second = copy.deepcopy(first) if identical else create_model("test_cnn", num_classes=4, in_chans=1, width=4)
+    second = (
+        copy.deepcopy(first)
+        if identical
+        else create_model("test_cnn", num_classes=4, in_chans=1, width=4)
+    )
     return CollaborativeModel([first, second], mean=(0.5,), std=(0.25,))
 
 
@@ -128,7 +167,9 @@ def test_identical_peers_give_a_cross_block_equal_to_the_self_block_and_leave_no
     assert result.num_samples == 128 and result.batch_size == 32
     assert "left out 2 samples" in caplog.text
     assert torch.allclose(result.block(0, 1), result.block(0, 0), atol=1e-6)
-    assert torch.allclose(result.block(0, 0).diagonal(), torch.ones(2, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(
+        result.block(0, 0).diagonal(), torch.ones(2, dtype=torch.float64), atol=1e-9
+    )
     assert torch.allclose(result.peer_matrix(1), torch.ones(2, 2, dtype=torch.float64), atol=1e-6)
     assert hook_count(model) == before and model.training
 
@@ -154,7 +195,12 @@ def test_streaming_probe_equals_minibatch_cka_on_the_captured_features():
 
 def test_shared_layers_are_captured_once_and_repeat_in_the_matrix():
     model = two_peers(identical=False)
-    result = cka_probe(model, images(40), layers=[["peers.0.layer2"], ["peers.0.layer2", "peers.1.layer2"]], batch_size=20)
+    result = cka_probe(
+        model,
+        images(40),
+        layers=[["peers.0.layer2"], ["peers.0.layer2", "peers.1.layer2"]],
+        batch_size=20,
+    )
     assert result.peer_of_layer == [0, 1, 1]
     assert result.matrix[0, 1].item() == pytest.approx(1.0, abs=1e-9)
     assert result.matrix[0, 2].item() == pytest.approx(result.matrix[1, 2].item(), abs=1e-12)

@@ -65,7 +65,9 @@ def test_permuted_layer_of_a_peer_still_matches_with_similarity_one():
 def test_identical_peers_match_with_one_and_have_equal_redundancy():
     net = create_model("test_resnet", num_classes=4)
     result = kernel_similarity(collab(net, copy.deepcopy(net), copy.deepcopy(net)))
-    assert result.layers == conv_layers(net) and len(result.layers) == 9  # 7 main convs + 2 shortcuts
+    assert (
+        result.layers == conv_layers(net) and len(result.layers) == 9
+    )  # 7 main convs + 2 shortcuts
     assert result.pairs == [[0, 1], [0, 2], [1, 2]]
     assert torch.allclose(result.matched, torch.ones(3, 9, dtype=torch.float64), atol=1e-12)
     assert torch.equal(result.redundancy[0], result.redundancy[2])
@@ -78,10 +80,14 @@ def test_different_peers_match_below_one():
 
 
 def test_redundancy_is_zero_for_orthogonal_filters_and_one_for_parallel_ones():
-    q, _ = torch.linalg.qr(torch.randn(18, 18, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(18, 18, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    )
     orthogonal = q[:8].reshape(8, 2, 3, 3)
     assert filter_redundancy(orthogonal) == pytest.approx(0.0, abs=1e-12)
-    parallel = torch.randn(1, 2, 3, 3).repeat(5, 1, 1, 1) * torch.tensor([1.0, -2, 3, 0.5, -1]).view(5, 1, 1, 1)
+    parallel = torch.randn(1, 2, 3, 3).repeat(5, 1, 1, 1) * torch.tensor(
+        [1.0, -2, 3, 0.5, -1]
+    ).view(5, 1, 1, 1)
     assert filter_redundancy(parallel) == pytest.approx(1.0, abs=1e-12)
     two = torch.tensor([[1.0, 0.0], [0.6, 0.8]]).view(2, 2, 1, 1)
     assert filter_redundancy(two) == pytest.approx(0.6)
@@ -107,6 +113,8 @@ def test_aligning_inputs_recovers_a_truly_permuted_network():
 
 def test_peers_of_different_architectures_are_a_collab_error():
     with pytest.raises(CollabError, match="one architecture"):
-        kernel_similarity(collab(chain(0), nn.Sequential(nn.Conv2d(3, 8, 5), nn.ReLU(), nn.Conv2d(8, 6, 3))))
+        kernel_similarity(
+            collab(chain(0), nn.Sequential(nn.Conv2d(3, 8, 5), nn.ReLU(), nn.Conv2d(8, 6, 3)))
+        )
     with pytest.raises(CollabError, match="no conv layer 'layer9'"):
         kernel_similarity(collab(chain(0), chain(1)), layers=["layer9"])

@@ -11,7 +11,12 @@ import torch
 from analysis.models import CollaborativeModel, create_model
 from analysis.probes.cka import CKAResult
 from analysis.probes.kernels import KernelSimilarity, kernel_similarity
-from analysis.viz import cka_heatmap, filter_redundancy_lines, kernel_matching_lines, peer_cka_heatmap
+from analysis.viz import (
+    cka_heatmap,
+    filter_redundancy_lines,
+    kernel_matching_lines,
+    peer_cka_heatmap,
+)
 from analysis.viz.similarity import short_layer_name
 
 
@@ -57,7 +62,9 @@ def test_kernel_figures_have_one_line_per_pair_and_per_peer():
     torch.manual_seed(0)
     net = create_model("test_cnn", num_classes=3, in_chans=1, width=4)
     other = create_model("test_cnn", num_classes=3, in_chans=1, width=4)
-    model = CollaborativeModel([net, copy.deepcopy(net), other], mean=(0.5,), std=(0.25,), peer_names=["x", "y", "z"])
+    model = CollaborativeModel(
+        [net, copy.deepcopy(net), other], mean=(0.5,), std=(0.25,), peer_names=["x", "y", "z"]
+    )
     sim = kernel_similarity(model)
     lines = kernel_matching_lines(sim)
     assert [t.name for t in lines.data] == ["x vs y", "x vs z", "y vs z"]
