@@ -240,6 +240,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         str(args.port),
         "--browser.gatherUsageStats",
         "false",
+        "--server.maxUploadSize",
+        "16",
     ]
     return subprocess.call(cmd, env=env)
 

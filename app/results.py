@@ -4,7 +4,8 @@ Each public function returns the probe's own result, or ``None`` after one error
 :func:`app.common.guarded`); the private ``_name`` functions hold the cache. Their ``_run``
 argument is not hashed by Streamlit: the ``key`` argument (:func:`app.common.run_key`, the run
 folder plus its manifest time) stands for it. Slow results (CKA, the per-epoch diversity
-reports) are also cached in the run folder, so that reopening the app is instant.
+reports) are also cached in the run folder, under the same keys as ``collab analyze``
+(:mod:`analysis.suite`), so that reopening the app, or opening an analysed run, is instant.
 
 One lock serialises the probes: every session shares the model (``st.cache_resource``), and
 probes register hooks on it and switch its eval mode, which two threads must not interleave.
@@ -22,13 +23,11 @@ from torch.utils.data import TensorDataset
 import analysis
 from analysis import probes, viz
 from analysis.probes import MEASURES
-from analysis.probes.cache import cached
 from analysis.probes.diversity import mean_off_diagonal
+from analysis.suite import run_suite
 from app.common import guarded, run_key
 
 _LOCK = threading.RLock()
-#: The CKA arguments the app uses (every probe layer of every peer, minibatches of 100).
-CKA_ARGS = {"layers": None, "batch_size": 100, "limit": None, "pool": False}
 
 
 @st.cache_data(show_spinner="Collecting the peers' predictions…", max_entries=16)
@@ -93,11 +92,8 @@ def dynamics(run: analysis.Run, split: str) -> probes.TrainingDynamics | None:
 
 @st.cache_data(show_spinner="Computing CKA between every pair of layers (one pass)…")
 def _cka(_run: analysis.Run, key: str, split: str) -> probes.CKAResult:
-    def compute() -> probes.CKAResult:
-        with _LOCK:
-            return probes.cka_probe(_run.model, _run.dataset(split), **CKA_ARGS)
-
-    return cached(_run, "cka", {"split": split, **CKA_ARGS}, probes.CKAResult, compute)
+    with _LOCK:  # the suite shares its run-folder cache with `collab analyze`
+        return run_suite(_run, probes=["cka"], split=split)["cka"]
 
 
 def cka(run: analysis.Run, split: str = "test") -> probes.CKAResult | None:

@@ -6,8 +6,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from analysis.data.arrays import ArrayImageDataset, resize_square
 from analysis.data.bundle import DataBundle
@@ -26,6 +24,10 @@ def _split_tensors(
     Returns:
         ``(x_train (N, 1, S, S), y_train (N,), x_test (M, 1, S, S), y_test (M,))``.
     """
+    # scikit-learn is imported here, not at module level: it costs ~1 s at app start.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     raw = load_digits()
     images = torch.from_numpy(raw.images.astype(np.float32) / 16.0).unsqueeze(1)
     images = resize_square(images, image_size)

@@ -13,6 +13,14 @@ from analysis.probes.agreement import (
     peer_accuracy,
 )
 from analysis.probes.attributions import ATTRIBUTIONS, attribute, attribute_all_peers
+from analysis.probes.cascade import (
+    CascadeCurve,
+    cascade_curve,
+    count_flops,
+    crop_patches,
+    resize_images,
+    stage_logits,
+)
 from analysis.probes.cka import (
     CKAConsumer,
     CKAResult,
@@ -46,14 +54,50 @@ from analysis.probes.kernels import (
     kernel_similarity,
     match_filters,
 )
+from analysis.probes.localization import (
+    Localization,
+    LocalizationScore,
+    localize,
+    score_localization,
+    select_boxes,
+)
 from analysis.probes.samples import gather_samples
 from analysis.probes.through_training import (
     TrainingDynamics,
     dynamics_from_reports,
     training_dynamics,
 )
+from analysis.probes.vocabulary import (
+    PeerCooccurrence,
+    PeerCooccurrenceConsumer,
+    Vocabulary,
+    VocabularyConsumer,
+    dcl_layer_paths,
+    peer_cooccurrence,
+    probe_vocabulary,
+    word_patches,
+)
 
 __all__ = [
+    "CascadeCurve",
+    "Localization",
+    "LocalizationScore",
+    "PeerCooccurrence",
+    "PeerCooccurrenceConsumer",
+    "Vocabulary",
+    "VocabularyConsumer",
+    "cascade_curve",
+    "count_flops",
+    "crop_patches",
+    "dcl_layer_paths",
+    "localize",
+    "peer_cooccurrence",
+    "probe_vocabulary",
+    "resize_images",
+    "score_localization",
+    "select_boxes",
+    "stage_logits",
+    "word_patches",
     "CKAConsumer",
     "CKAResult",
     "KernelSimilarity",

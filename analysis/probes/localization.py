@@ -26,6 +26,7 @@ and height, seeded).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,6 +40,7 @@ from analysis.models.base import StagedNet
 from analysis.models.receptive_field import ReceptiveField, receptive_field
 
 TOP_K, IOU_THRESHOLD = 4, 0.3
+_FIELDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -79,13 +81,20 @@ def find_network(module: nn.Module) -> StagedNet:
 
 
 def cam_field(net: StagedNet) -> ReceptiveField:
-    """Receptive field of the map entering ``net.avgpool`` (``net.rf`` when the net has one)."""
+    """Receptive field of the map entering ``net.avgpool`` (``net.rf`` when the net has one).
+
+    Computed once per network object (the layers' geometry does not change with the weights).
+    """
     if isinstance(getattr(net, "rf", None), ReceptiveField):
         return net.rf
-    names = list(net.feature_names)
-    if "avgpool" not in names:
-        raise CollabError(f"{type(net).__name__} has no avgpool stage to read the class map from")
-    return receptive_field([net._modules[n] for n in names[: names.index("avgpool")]])
+    if net not in _FIELDS:
+        names = list(net.feature_names)
+        if "avgpool" not in names:
+            raise CollabError(
+                f"{type(net).__name__} has no avgpool stage to read the class map from"
+            )
+        _FIELDS[net] = receptive_field([net._modules[n] for n in names[: names.index("avgpool")]])
+    return _FIELDS[net]
 
 
 @lru_cache(maxsize=64)
@@ -190,13 +199,15 @@ def localize(
         raise CollabError(f"{type(net).__name__} has no avgpool stage to read the class map from")
     store: dict[str, torch.Tensor] = {}
     handle = pool.register_forward_pre_hook(lambda _m, inputs: store.__setitem__("f", inputs[0]))
-    modes = {m: m.training for m in peer_module.modules()}
+    training = [m for m in peer_module.modules() if m.training]
     try:
-        logits = peer_module.eval()(images)
+        for m in training:
+            m.training = False
+        logits = peer_module(images)
     finally:
         handle.remove()
-        for m, mode in modes.items():
-            m.training = mode
+        for m in training:
+            m.training = True
     classes = logits.argmax(1) if target is None else torch.as_tensor(target, device=logits.device)
     class_map = torch.einsum("bchw,bc->bhw", store["f"], net.fc.weight[classes])
     field = cam_field(net)

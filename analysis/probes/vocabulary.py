@@ -199,18 +199,21 @@ class Vocabulary:
         return "(" + ", ".join(str(int(w)) for w in self.top_words[t]) + ")"
 
 
-def branch_words(responses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def branch_words(responses) -> tuple[torch.Tensor, torch.Tensor]:
     """Words and composite-word strength from branch responses.
 
     Args:
-        responses: (K, B, M, H, W) pre-fusion branch responses.
+        responses: (K, B, M, H, W) pre-fusion branch responses, or a sequence of K (B, M, H, W).
 
     Returns:
         words (K, B, H, W) int64 (argmax over M, first index on ties) and strength (B, H, W)
         ``prod_k ReLU(max_m F_k)``.
     """
-    values, words = responses.max(dim=2)
-    return words, values.relu().prod(0)
+    maxima = [branch.max(dim=1) for branch in responses]
+    strength = maxima[0].values.relu()
+    for values, _ in maxima[1:]:
+        strength = strength * values.relu()
+    return torch.stack([words for _, words in maxima]), strength
 
 
 def composite_ids(words: torch.Tensor, branch_width: int) -> torch.Tensor:
@@ -254,12 +257,14 @@ class VocabularyStats:
         self.samples = 0
         self.map_size = [0, 0]
 
-    def add(self, responses: torch.Tensor, sample_index: torch.Tensor) -> None:
-        """Fold one batch: responses (K, B, M, H, W), sample_index (B,) dataset indices."""
-        k, b, m, h, w = responses.shape
+    def add(self, responses, sample_index: torch.Tensor) -> None:
+        """Fold one batch: responses (K, B, M, H, W) (or K tensors (B, M, H, W)), sample_index
+        (B,) dataset indices."""
+        k, (b, m, h, w) = len(responses), responses[0].shape
         if (k, m) != (self.k, self.m):
             raise ValueError(f"expected {self.k} branches of {self.m} filters, got {k} of {m}")
-        words, strength = branch_words(responses.detach().float().cpu())
+        words, strength = branch_words([r.detach() for r in responses])
+        words, strength = words.cpu(), strength.float().cpu()
         flat = words.reshape(k, -1)
         for p, (a, c) in enumerate(self.pairs):
             self.counts[p] += joint_counts(flat[a], flat[c], self.m, self.m)
@@ -381,7 +386,7 @@ class VocabularyConsumer:
         self.image_size = [0, 0]
 
     def update(self, acts: dict[str, torch.Tensor], batch: Batch) -> None:
-        self.stats.add(torch.stack([acts[name] for name in self.layers]), batch.index)
+        self.stats.add([acts[name] for name in self.layers], batch.index)
         self.image_size = list(batch.x.shape[-2:])
 
     def result(self) -> Vocabulary:

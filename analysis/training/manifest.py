@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from analysis.models import count_parameters
@@ -39,8 +38,8 @@ def build_manifest(
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "collablens": _package_version(),
+            "torchvision": _version("torchvision"),
+            "collablens": _version("collablens"),
         },
         "git_sha": git_sha(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -63,10 +62,11 @@ def git_sha() -> str:
         return "unknown"
 
 
-def _package_version() -> str:
+def _version(package: str) -> str:
+    """An installed package's version without importing it (torchvision takes seconds)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("collablens")
+        return version(package)
     except PackageNotFoundError:
         return "dev"

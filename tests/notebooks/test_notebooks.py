@@ -26,6 +26,20 @@ def test_notebook_is_committed_without_outputs(path: Path):
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
 
 
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.name != "01_quickstart.ipynb"], ids=lambda p: p.name
+)
+def test_tutorial_starts_with_a_smoke_parameter_cell(path: Path):
+    """Tutorials open with a cell tagged ``parameters`` whose defaults are the smoke setting
+    (what ``test_notebook_runs`` executes) and a ``FULL`` switch for real use."""
+    nb = nbformat.read(path, as_version=4)
+    first = next(cell for cell in nb.cells if cell.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", [])
+    params: dict = {}
+    exec(first.source, params)  # plain assignments in our own committed notebook
+    assert params["FULL"] is False
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path: Path):
     nb = nbformat.read(path, as_version=4)

@@ -125,3 +125,20 @@ def test_cascade_accuracy_matches_a_direct_computation():
         correct += int(torch.stack(used).mean(0).argmax() == y[b])
     assert curve.accuracy[0] == pytest.approx(correct / 24)
     assert curve.exit_fraction.sum(1).tolist() == pytest.approx([1.0])
+
+
+def test_curve_and_localization_survive_the_probe_cache(tmp_path):
+    from analysis.probes.cache import load_result, save_result
+
+    peer, data = _peer()
+    curve = cascade_curve(peer, data, thresholds=[0.0, 1.01], patch_size=8, top_k=2, limit=8)
+    loc = localize(peer, data.tensors[0][:4], top_k=2)
+    for name, result in (("c", curve), ("l", loc)):
+        save_result(tmp_path / f"{name}.safetensors", result)
+        back = load_result(tmp_path / f"{name}.safetensors", type(result))
+        for field in result.__dataclass_fields__:
+            ours, theirs = getattr(result, field), getattr(back, field)
+            if torch.is_tensor(ours):
+                assert torch.equal(ours.nan_to_num(-7.0), theirs.nan_to_num(-7.0)), field
+            else:
+                assert ours == theirs, field

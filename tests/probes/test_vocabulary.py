@@ -224,3 +224,14 @@ def test_peer_cooccurrence_of_a_layer_with_itself_is_diagonal():
         False,
         False,
     ]
+
+
+def test_results_survive_the_probe_cache(tmp_path):
+    from analysis.probes.cache import load_result, save_result
+
+    vocab = probe_vocabulary(_model("dcl_resnet8", width=4), _images(6, 16), num_words=2, top_n=2)
+    save_result(tmp_path / "v.safetensors", vocab)
+    back = load_result(tmp_path / "v.safetensors", type(vocab))
+    assert back.pairs == vocab.pairs and back.receptive_field == vocab.receptive_field
+    assert torch.equal(back.patches, vocab.patches) and torch.equal(back.counts, vocab.counts)
+    assert torch.equal(back.top_scores.isnan(), vocab.top_scores.isnan())
