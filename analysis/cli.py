@@ -211,12 +211,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"no runs under {args.root}; train one with `collab train` or rebuild the defaults with `collab zoo`"
         )
         return 0
-    print(f"{'run':<28} {'method':<12} {'dataset':<10} {'peers':>5} {'best acc':>9}  status")
+    print(f"{'run':<28} {'method':<15} {'dataset':<10} {'peers':>5} {'best acc':>9}  status")
     for path in found:
         m = json.loads((path / MANIFEST).read_text())
         acc = f"{100 * m['best_acc']:.2f}%" if m.get("best_acc", -1) >= 0 else "-"
         print(
-            f"{path.name:<28} {m['method']:<12} {m['dataset']:<10} {len(m['peer_names']):>5} {acc:>9}  {m['status']}"
+            f"{path.name:<28} {m['method']:<15} {m['dataset']:<10} {len(m['peer_names']):>5} {acc:>9}  {m['status']}"
         )
     return 0
 

@@ -16,12 +16,22 @@ import torch
 from analysis.errors import CollabError
 from analysis.probes import cache
 from analysis.probes.attribution_summary import AttributionSummary, summarize_attributions
+from analysis.probes.cascade import CascadeCurve, cascade_curve
 from analysis.probes.cka import CKAConsumer, CKAResult, cka_layers
 from analysis.probes.diversity import DiversityConsumer, DiversityReport
+from analysis.probes.hooks import peer_layers
 from analysis.probes.kernels import KernelSimilarity, kernel_similarity
+from analysis.probes.localization import LocalizationScore, score_localization
 from analysis.probes.samples import gather_samples
 from analysis.probes.shared_pass import run_pass
 from analysis.probes.through_training import TrainingDynamics, training_dynamics
+from analysis.probes.vocabulary import (
+    PeerCooccurrence,
+    PeerCooccurrenceConsumer,
+    Vocabulary,
+    VocabularyConsumer,
+    dcl_layer_paths,
+)
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,12 @@ class Probe:
     about: str
     result: type
     skip: Callable[[Any], str | None] = lambda run: None
-    consumer: Callable[[Any], Any] | None = None
+    consumer: Callable[[Any, dict], Any] | None = None
     compute: Callable[[Any, dict], Any] | None = None
     options: tuple[str, ...] = ("split", "limit")  # the options that key its cache
 
 
-def _cka_consumer(run):
+def _cka_consumer(run, options: dict):
     return CKAConsumer(*cka_layers(run.model))
 
 
@@ -64,6 +74,30 @@ def _dynamics_skip(run) -> str | None:
     return None
 
 
+def _vocabulary_skip(run) -> str | None:
+    return None if dcl_layer_paths(run.model) else "needs a model with DCL layers"
+
+
+def _vocabulary_consumer(run, options: dict):
+    path = dcl_layer_paths(run.model)[-1]
+    return VocabularyConsumer(run.model, path, dataset=run.dataset(options["split"]))
+
+
+def _peer_words_skip(run) -> str | None:
+    return None if run.model.num_peers >= 2 else "needs two or more peers"
+
+
+def _peer_words_consumer(run, options: dict):
+    # Each peer's last probe layer: the most class-specific words of the two networks.
+    return PeerCooccurrenceConsumer(peer_layers(run.model, 0)[-1], peer_layers(run.model, 1)[-1])
+
+
+def _boxes_skip(run) -> str | None:
+    return (
+        None if hasattr(run.dataset("test"), "box") else "needs a dataset with true boxes (shapes)"
+    )
+
+
 def _attributions(run, options: dict) -> AttributionSummary:
     data = run.dataset(options["split"])
     images, _ = gather_samples(data, torch.arange(min(options["images"], len(data))))
@@ -77,7 +111,7 @@ PROBES: dict[str, Probe] = {
             "diversity",
             "agreement and diversity of the peers' predictions",
             DiversityReport,
-            consumer=lambda run: DiversityConsumer(peer_names=run.peer_names),
+            consumer=lambda run, o: DiversityConsumer(peer_names=run.peer_names),
         ),
         Probe(
             "cka",
@@ -104,6 +138,39 @@ PROBES: dict[str, Probe] = {
             "captum attributions per peer with deletion faithfulness",
             AttributionSummary,
             compute=_attributions,
+            options=("split", "images"),
+        ),
+        Probe(
+            "vocabulary",
+            "DCL words per branch, their co-occurrence and the vocabulary used",
+            Vocabulary,
+            skip=_vocabulary_skip,
+            consumer=_vocabulary_consumer,
+        ),
+        Probe(
+            "peer_words",
+            "co-occurrence of two peers' words (argmax channels) at their last layer",
+            PeerCooccurrence,
+            skip=_peer_words_skip,
+            consumer=_peer_words_consumer,
+        ),
+        Probe(
+            "localization",
+            "class-map boxes scored against the true boxes, vs random boxes",
+            LocalizationScore,
+            skip=_boxes_skip,
+            compute=lambda run, o: score_localization(
+                run.model.peer(0), run.dataset(o["split"]), limit=o["limit"]
+            ),
+        ),
+        Probe(
+            "cascade",
+            "early-exit cascade over the image and its patches: accuracy vs cost",
+            CascadeCurve,
+            skip=_boxes_skip,
+            compute=lambda run, o: cascade_curve(
+                run.model.peer(0), run.dataset(o["split"]), limit=o["limit"]
+            ),
         ),
     )
 }
@@ -148,7 +215,7 @@ def run_suite(
         outs = run_pass(
             run.model,
             run.dataset(split),
-            [p.consumer(run) for p in missing],
+            [p.consumer(run, options) for p in missing],
             batch_size=batch_size,
             limit=limit,
             progress=progress,

@@ -21,6 +21,8 @@ page = st.navigation(
         st.Page(HERE / "views" / "agreement.py", title="Agreement"),
         st.Page(HERE / "views" / "attributions.py", title="Attributions"),
         st.Page(HERE / "views" / "similarity.py", title="Similarity"),
+        st.Page(HERE / "views" / "vocabulary.py", title="Vocabulary"),
+        st.Page(HERE / "views" / "localization.py", title="Localization"),
         st.Page(HERE / "views" / "compare.py", title="Compare runs"),
     ]
 )

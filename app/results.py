@@ -171,3 +171,109 @@ def summary(div: probes.DiversityReport, cka: probes.CKAResult | None) -> dict[s
     last = mean_off_diagonal(cka.peer_matrix(-1)) if cka is not None else float("nan")
     rows["mean CKA between peers, last layer"] = last
     return rows
+
+
+@st.cache_data(show_spinner="Counting the words of the DCL branches…", max_entries=16)
+def _vocabulary(_run: analysis.Run, key: str, layer: str, limit: int) -> probes.Vocabulary:
+    with _LOCK:
+        return probes.probe_vocabulary(_run.model, _run.dataset("test"), layer=layer, limit=limit)
+
+
+def vocabulary(run: analysis.Run, layer: str, *, limit: int) -> probes.Vocabulary | None:
+    """Vocabulary of the DCL layer ``layer`` over the first ``limit`` test images (patches
+    included)."""
+    return guarded(
+        lambda: _vocabulary(run, run_key(run), layer, limit), what=f"the vocabulary of {layer}"
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _word_gallery(_run: analysis.Run, key: str, layer: str, limit: int, words: int):
+    vocab = _vocabulary(_run, key, layer, limit)
+    n = vocab.top_scores.shape[1]
+    word = torch.arange(words).repeat_interleave(n)
+    positions, boxes = vocab.top_positions[:words].reshape(-1, 2), vocab.top_boxes[:words]
+    table = pd.DataFrame(
+        {
+            "word": [vocab.word_label(int(t)) for t in word],
+            "count": vocab.word_counts[word].numpy(),
+            "rank": torch.arange(1, n + 1).repeat(words).numpy(),
+            "strength": vocab.top_scores[:words].reshape(-1).numpy(),
+            "sample": vocab.top_samples[:words].reshape(-1).numpy(),
+            "row": positions[:, 0].numpy(),
+            "col": positions[:, 1].numpy(),
+        }
+        | {
+            name: boxes[..., i].reshape(-1).numpy()
+            for i, name in enumerate(("x0", "y0", "x1", "y1"))
+        }
+    )
+    return viz.word_gallery(vocab, words=words), table
+
+
+def word_gallery(run: analysis.Run, layer: str, *, limit: int, words: int):
+    """``(figure, table)``: patches of the ``words`` most frequent composite words (cached: the
+    gallery's many subplots take a while to build); one table row per patch."""
+    return guarded(
+        lambda: _word_gallery(run, run_key(run), layer, limit, words), what="the word gallery"
+    )
+
+
+@st.cache_data(show_spinner="Counting the peers' words at the same positions…", max_entries=32)
+def _cooccurrence(_run: analysis.Run, key: str, layers: tuple[str, str], limit: int):
+    with _LOCK:
+        return probes.peer_cooccurrence(
+            _run.model, _run.dataset("test"), layers=list(layers), limit=limit
+        )
+
+
+def cooccurrence(
+    run: analysis.Run, layers: tuple[str, str], *, limit: int
+) -> probes.PeerCooccurrence | None:
+    """Word (argmax channel) co-occurrence of two layers over the first ``limit`` test images."""
+    return guarded(
+        lambda: _cooccurrence(run, run_key(run), tuple(layers), limit),
+        what=f"the co-occurrence of {layers[0]} and {layers[1]}",
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _localize(_run: analysis.Run, key: str, image_key: str, _image: torch.Tensor, peer: int):
+    with _LOCK:
+        return probes.localize(_run.model.peer(peer), _image[None])
+
+
+def localize(
+    run: analysis.Run, image_key: str, image: torch.Tensor, *, peer: int
+) -> probes.Localization | None:
+    """Class map and ranked boxes of peer ``peer`` on one (C, H, W) image (batch of one)."""
+    return guarded(
+        lambda: _localize(run, run_key(run), image_key, image, peer), what="the localization"
+    )
+
+
+@st.cache_data(show_spinner="Running the early-exit cascade on the test images…", max_entries=16)
+def _cascade(_run: analysis.Run, key: str, peer: int, limit: int) -> probes.CascadeCurve:
+    with _LOCK:
+        return probes.cascade_curve(_run.model.peer(peer), _run.dataset("test"), limit=limit)
+
+
+def cascade(run: analysis.Run, *, peer: int, limit: int) -> probes.CascadeCurve | None:
+    """Accuracy against cost of peer ``peer``'s cascade over the first ``limit`` test images."""
+    return guarded(lambda: _cascade(run, run_key(run), peer, limit), what="the cascade")
+
+
+@st.cache_data(show_spinner="Scoring the boxes against the true boxes…", max_entries=16)
+def _localization_score(_run: analysis.Run, key: str, peer: int, limit: int):
+    with _LOCK:
+        return probes.score_localization(_run.model.peer(peer), _run.dataset("test"), limit=limit)
+
+
+def localization_score(
+    run: analysis.Run, *, peer: int, limit: int
+) -> probes.LocalizationScore | None:
+    """Pointing game and IoU of peer ``peer``'s boxes (and random boxes) on ``limit`` test images."""
+    return guarded(
+        lambda: _localization_score(run, run_key(run), peer, limit),
+        what="the localization scores",
+    )

@@ -1,6 +1,6 @@
 """Patch localization (class map + box selection) vs captum LayerGradCam vs the forward pass.
 
-    python benchmarks/bench_localization.py [--batch 32] [--rounds 3] [--repeats 10] [--threads 2]
+    python benchmarks/bench_localization.py [--batch 32] [--rounds 10] [--repeats 3] [--threads 2]
 
 Two settings (TARGETS.md: "class map + box selection >= 0.9x forward-pass throughput, ResNet-20,
 32 px, batch 32"): a ResNet-20 peer on 32x32 RGB noise, and the AnchorNet of
@@ -13,8 +13,9 @@ images per second of
 * ``gradcam``: captum ``LayerGradCam`` at the last feature stage (``layer3`` / ``features_map``)
   for the predicted classes (computed beforehand, not timed): a forward and a backward pass.
 
-Methods are timed in interleaved rounds (``median_time`` per method per round); the reported
-figure is the median over rounds, and the ratios are to the forward pass of the same round.
+Methods are timed in many short interleaved rounds (``median_time`` of a few calls per method
+per round), so drifts of a shared machine hit all three alike; the reported speed is the median
+over rounds, and each ratio is the median of per-round ratios to the same round's forward pass.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def measure(name: str, case, args: argparse.Namespace) -> dict[str, float]:
     rounds: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(args.rounds):
         for method, fn in methods.items():
-            rounds[method].append(len(images) / median_time(fn, repeats=args.repeats))
+            rounds[method].append(len(images) / median_time(fn, repeats=args.repeats, warmup=1))
     speeds = {m: statistics.median(v) for m, v in rounds.items()}
     ratios = {
         m: statistics.median(a / f for a, f in zip(rounds[m], rounds["forward"])) for m in methods
@@ -91,8 +92,8 @@ def measure(name: str, case, args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     setup(args.threads)

@@ -68,7 +68,7 @@ def main() -> None:
                 run_one(preset, epochs=args.epochs, seed=s, out=Path(tmp) / f"{preset.stem}-{s}")
                 for s in args.seeds
             ]
-            avg = {k: statistics.fmean(r[k]) for k in ("best", "mean", "ensemble", "seconds")}
+            avg = {k: statistics.fmean(r[k] for r in results) for k in ("best", "mean", "ensemble", "seconds")}
             rows.append((preset.stem, results[0], avg))
             print(f"done {preset.stem}: ensemble {100 * avg['ensemble']:.2f}%", file=sys.stderr)
     seeds = " ".join(map(str, args.seeds))

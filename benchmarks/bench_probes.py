@@ -46,7 +46,7 @@ def main() -> None:
     pass_probes = [p for p in PROBES.values() if p.consumer is not None and not p.skip(run)]
 
     def probes_pass() -> None:
-        run_pass(run.model, dataset, [p.consumer(run) for p in pass_probes], batch_size=args.batch)
+        run_pass(run.model, dataset, [p.consumer(run, {'split': 'test'}) for p in pass_probes], batch_size=args.batch)
 
     forward = median_time(forward_only, repeats=args.repeats, warmup=1)
     probes = median_time(probes_pass, repeats=args.repeats, warmup=1)

@@ -1,5 +1,7 @@
 """`collab analyze`: every applicable probe, one shared pass, cached results, an HTML report."""
 
+import pytest
+
 import analysis
 from analysis import suite
 from analysis.probes import shared_pass
@@ -48,8 +50,9 @@ def test_cli_writes_a_self_contained_report(tiny_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     html = report.read_text()
-    assert html.count("<section>") == 6  # training + five probes
+    assert html.count("<section>") == 7  # training + six probes
     for heading in (
+        "Peer word co-occurrence",
         "Agreement and diversity",
         "Representation similarity",
         "Kernel similarity",
@@ -60,3 +63,27 @@ def test_cli_writes_a_self_contained_report(tiny_run, tmp_path):
     assert (
         "Plotly.newPlot" in html and "<script src=" not in html
     )  # plotly.js inlined: opens offline
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, heading",
+    [
+        ("dml-digits", "Kernel similarity"),
+        ("dcl-multidigit", "DCL vocabulary"),
+        ("anchornet-shapes", "Patch localization"),
+        ("divide-cotrain-digits", "Agreement and diversity"),
+    ],
+)
+def test_report_of_each_embedded_run(name, heading, tmp_path):
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copytree(REPO / "runs" / name, tmp_path / name)
+    report = tmp_path / "report.html"
+    proc = run_cli(
+        "analyze", str(tmp_path / name), "--limit", "100", "--report", str(report), "--no-progress"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"<h2>{heading}</h2>" in report.read_text()

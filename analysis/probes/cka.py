@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -106,9 +107,19 @@ def _flat_features(x: torch.Tensor, pool: bool) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+_scratch = threading.local()
+
+
 def _numpy_centred_gram(a: np.ndarray) -> np.ndarray:
-    """(B, D) -> (B, B); NumPy's ``c @ c.T`` is a BLAS ``syrk``, half a general product's work."""
-    c = a - a.mean(axis=0, keepdims=True)
+    """(B, D) -> (B, B); NumPy's ``c @ c.T`` is a BLAS ``syrk``, half a general product's work.
+
+    The centred copy goes into a per-thread buffer reused across layers and batches: a fresh
+    multi-MB array each time costs page faults under glibc's default allocator settings.
+    """
+    flat = getattr(_scratch, "flat", None)
+    if flat is None or flat.dtype != a.dtype or flat.size < a.size:
+        flat = _scratch.flat = np.empty(a.size, dtype=a.dtype)
+    c = np.subtract(a, a.mean(axis=0, keepdims=True), out=flat[: a.size].reshape(a.shape))
     return c @ c.T
 
 

@@ -14,8 +14,9 @@ Measured in one pass (:class:`VocabularyConsumer`, memory bounded whatever the d
   they add up to samples x positions.
 * ``pmi`` (P, M, M): pointwise mutual information in bits, **add-alpha smoothed**: every cell gets
   ``smoothing`` extra counts, ``p(a, b) = (n_ab + alpha) / (N + alpha M^2)``, the marginals are the
-  sums of the smoothed joint, ``pmi = log2 p(a, b) / (p(a) p(b))``. It is finite everywhere and 0
-  for independent words (exactly so for uniform ones); ``smoothing=0`` gives -inf at empty cells.
+  sums of the smoothed joint, ``pmi = log2 p(a, b) / (p(a) p(b))``. It is finite everywhere and
+  about 0 for independent words (exactly 0 for exactly independent counts without smoothing, or
+  with uniform marginals); ``smoothing=0`` gives -inf at empty cells.
 * the used vocabulary (distinct composite words seen) and the entropy of their distribution in
   bits (at most ``log2 min(M ** K, samples x positions)``); per-branch word counts.
 * for the ``num_words`` most frequent composite words, the ``top_n`` positions that fire them most

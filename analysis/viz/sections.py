@@ -14,6 +14,7 @@ from analysis.viz.diversity import (
     dynamics_accuracy_figure,
     dynamics_figure,
 )
+from analysis.viz.localization import cascade_figure, localization_scores_figure
 from analysis.viz.report import Section
 from analysis.viz.similarity import (
     cka_heatmap,
@@ -21,6 +22,7 @@ from analysis.viz.similarity import (
     kernel_matching_lines,
     peer_cka_heatmap,
 )
+from analysis.viz.vocabulary import cooccurrence_heatmap, vocabulary_usage, word_gallery
 
 
 def pct(value: float) -> str:
@@ -103,7 +105,68 @@ def _attributions(run: Any, result) -> Section:
     return Section("Attributions", text, numbers, figures)
 
 
+def _vocabulary(run: Any, vocab) -> Section:
+    numbers = {
+        "layer": vocab.layer,
+        "composite words used": f"{vocab.used_vocabulary:,} of {vocab.vocabulary_size:,}",
+        "entropy of the composite words": f"{vocab.entropy_bits:.2f} bits",
+    }
+    numbers.update(
+        {
+            f"mutual information, branches {a}-{b}": f"{float(mi):.3f} bits"
+            for (a, b), mi in zip(vocab.pairs, vocab.mutual_information)
+        }
+    )
+    figures = [
+        cooccurrence_heatmap(vocab, kind="counts"),
+        cooccurrence_heatmap(vocab, kind="pmi"),
+        vocabulary_usage([vocab]),
+        word_gallery(vocab),
+    ]
+    text = "The word of a branch at a position is its most active filter; composite words combine the branches."
+    return Section("DCL vocabulary", text, numbers, figures)
+
+
+def _peer_words(run: Any, result) -> Section:
+    numbers = {
+        "layers": " vs ".join(result.layers),
+        "mutual information": f"{result.mutual_information:.3f} bits",
+        "positions": f"{result.num_positions:,}",
+    }
+    return Section(
+        "Peer word co-occurrence",
+        "Argmax channel of two peers at the same positions.",
+        numbers,
+        [cooccurrence_heatmap(result, kind="counts"), cooccurrence_heatmap(result, kind="pmi")],
+    )
+
+
+def _localization(run: Any, score) -> Section:
+    numbers = {
+        "images": str(score.num_samples),
+        "accuracy": pct(score.accuracy),
+        "pointing game": f"{pct(score.pointing)} (random boxes {pct(score.random_pointing)})",
+        "top-1 IoU >= 0.5": f"{pct(score.iou50)} (random boxes {pct(score.random_iou50)})",
+        "mean best IoU": f"{score.mean_best_iou:.3f} (random boxes {score.random_mean_best_iou:.3f})",
+    }
+    text = "AnchorNet procedure: class map of the predicted class, receptive-field boxes, greedy IoU suppression."
+    return Section("Patch localization", text, numbers, [localization_scores_figure(score)])
+
+
+def _cascade(run: Any, curve) -> Section:
+    numbers = {
+        "full model accuracy": pct(curve.full_accuracy),
+        "full model cost": f"{curve.full_cost:,.0f} FLOPs",
+    }
+    text = "The resized image first, then patch logits added one at a time until the confidence passes a threshold."
+    return Section("Early-exit cascade", text, numbers, [cascade_figure(curve)])
+
+
 SECTIONS: dict[str, Callable[[Any, Any], Section]] = {
+    "vocabulary": _vocabulary,
+    "peer_words": _peer_words,
+    "localization": _localization,
+    "cascade": _cascade,
     "diversity": _diversity,
     "cka": _cka,
     "kernels": _kernels,

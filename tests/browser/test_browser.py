@@ -38,6 +38,8 @@ PAGES = [
     ("Agreement", "Agreement"),
     ("Attributions", "Attributions"),
     ("Similarity", "Similarity"),
+    ("Vocabulary", "Vocabulary"),
+    ("Localization", "Localization"),
     ("Compare runs", "Compare runs"),
 ]
 TIMEOUT_MS = 60_000

@@ -1,0 +1,83 @@
+"""Where does a peer find the class? Ranked boxes from its class map (CAM), the patches they
+cut out, the early-exit cascade that classifies those patches and, on data with true boxes
+(shapes), how well the boxes localize compared with random boxes."""
+
+import pandas as pd
+import streamlit as st
+
+from analysis import viz
+from app import common, inputs, results
+from app.common import pct, show
+
+
+def true_box(dataset, image_key: str):
+    """The true (x0, y0, x1, y1) box of the test image keyed ``test:<index>``, or None."""
+    if not hasattr(dataset, "box") or not image_key.startswith("test:"):
+        return None
+    return dataset.box(int(image_key.split(":", 1)[1]))
+
+
+st.title("Localization")
+run = common.selected_run()
+if run is None:
+    st.stop()
+names, classes, test = run.peer_names, run.data.class_names, run.dataset("test")
+sizes = sorted({min(n, len(test)) for n in (50, 100, 250, 500)} | {len(test)})
+left, right = st.columns(2)
+with left:
+    chosen = inputs.image_picker(run)
+with right:
+    peer = st.selectbox("Class map of", range(len(names)), format_func=names.__getitem__)
+    limit = st.select_slider("Test images (cascade, scores)", sizes, min(100, len(test)))
+
+loc = results.localize(run, chosen.key, chosen.image, peer=peer) if chosen else None
+if loc is not None:  # after a bad upload the rest of the page still shows
+    image, truth = chosen.image, true_box(test, chosen.key)
+    cols = st.columns(2)
+    cols[0].metric("Label", "unknown" if chosen.label is None else classes[chosen.label])
+    cols[1].metric(f"{names[peer]} predicts", classes[int(loc.predicted[0])])
+    boxes = pd.DataFrame(loc.boxes[0].numpy(), columns=["x0", "y0", "x1", "y1"])
+    boxes["score"] = loc.scores[0].numpy()
+    left, right = st.columns(2)
+    with left:
+        title = "Ranked boxes" + (", true box dashed" if truth is not None else "")
+        fig = viz.boxes_figure(
+            image, loc.boxes[0], scores=loc.scores[0], true_box=truth, title=title
+        )
+        show(fig, key="boxes", data=boxes)
+    with right:
+        show(viz.class_map_figure(loc, 0, image=image), key="class_map")
+    gallery = viz.patch_gallery(image[None], loc, class_names=classes)
+    show(gallery, key="patch_gallery", data=boxes)
+
+st.header("Early-exit cascade")
+st.caption(
+    "The image resized to the patch size, then the patches best first, until the softmax "
+    "confidence passes the threshold; cost in FLOPs, the localizer not charged."
+)
+if (curve := results.cascade(run, peer=peer, limit=limit)) is not None:
+    cols = st.columns(3)
+    cols[0].metric("Full model accuracy", pct(curve.full_accuracy))
+    cols[1].metric("Best cascade accuracy", pct(float(curve.accuracy.max())))
+    cheap = curve.relative_cost[curve.accuracy >= curve.full_accuracy - 0.01]
+    within = f"{float(cheap.min()):.1%} of the full cost" if len(cheap) else "none"
+    cols[2].metric("Cheapest cascade within 1 point of the full model", within)
+    show(viz.cascade_figure(curve), key="cascade")
+
+st.header("Localization scores")
+if true_box(test, "test:0") is None:
+    st.info(
+        f"The {run.manifest.get('dataset', 'run')} test images have no true boxes; localization "
+        "scores need a dataset with boxes, such as shapes."
+    )
+elif (score := results.localization_score(run, peer=peer, limit=limit)) is not None:
+    rows = {
+        "Pointing game": (score.pointing, score.random_pointing),
+        "Top-1 IoU ≥ 0.5": (score.iou50, score.random_iou50),
+        "Mean best IoU": (score.mean_best_iou, score.random_mean_best_iou),
+    }
+    cols = st.columns(4)
+    for col, (label, (ours, rand)) in zip(cols, rows.items()):
+        col.metric(label, f"{ours:.3f}", f"{ours - rand:+.3f} vs random boxes")
+    cols[3].metric("Accuracy on these images", pct(score.accuracy))
+    show(viz.localization_scores_figure(score), key="localization_scores")
