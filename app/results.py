@@ -6,6 +6,8 @@ argument is not hashed by Streamlit: the ``key`` argument (:func:`app.common.run
 folder plus its manifest time) stands for it. Slow results (CKA, the per-epoch diversity
 reports) are also cached in the run folder, under the same keys as ``collab analyze``
 (:mod:`analysis.suite`), so that reopening the app, or opening an analysed run, is instant.
+The vocabulary, co-occurrence, cascade and localization-score probes run on the first
+``limit`` test images (the pages' "Test images" slider) and are cached per limit.
 
 One lock serialises the probes: every session shares the model (``st.cache_resource``), and
 probes register hooks on it and switch its eval mode, which two threads must not interleave.
@@ -187,7 +189,7 @@ def vocabulary(run: analysis.Run, layer: str, *, limit: int) -> probes.Vocabular
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner="Drawing the words' patches…", max_entries=16)
 def _word_gallery(_run: analysis.Run, key: str, layer: str, limit: int, words: int):
     vocab = _vocabulary(_run, key, layer, limit)
     n = vocab.top_scores.shape[1]

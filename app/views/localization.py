@@ -60,8 +60,8 @@ if (curve := results.cascade(run, peer=peer, limit=limit)) is not None:
     cols[0].metric("Full model accuracy", pct(curve.full_accuracy))
     cols[1].metric("Best cascade accuracy", pct(float(curve.accuracy.max())))
     cheap = curve.relative_cost[curve.accuracy >= curve.full_accuracy - 0.01]
-    within = f"{float(cheap.min()):.1%} of the full cost" if len(cheap) else "none"
-    cols[2].metric("Cheapest cascade within 1 point of the full model", within)
+    within = f"{float(cheap.min()):.1%}" if len(cheap) else "none"
+    cols[2].metric("Cost of the cheapest cascade within 1 point", within, help="of the full cost")
     show(viz.cascade_figure(curve), key="cascade")
 
 st.header("Localization scores")

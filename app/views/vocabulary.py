@@ -36,8 +36,7 @@ limit = top[2].select_slider("Test images", sizes, value=min(250, total))
 
 if source == BRANCHES:
     layer = st.selectbox("DCL layer", layers)
-    vocab = results.vocabulary(run, layer, limit=limit)
-    if vocab is None:
+    if (vocab := results.vocabulary(run, layer, limit=limit)) is None:
         st.stop()
     pairs = [f"branches {a} and {b}" for a, b in vocab.pairs]
     pair = st.selectbox("Branch pair", range(len(pairs)), format_func=pairs.__getitem__)
@@ -67,8 +66,7 @@ else:
         )
         options = peer_layers(model, peer)
         chosen.append(col.selectbox(f"Layer {slot}", options, len(options) - 1))
-    found = results.cooccurrence(run, tuple(chosen), limit=limit)
-    if found is None:
+    if (found := results.cooccurrence(run, tuple(chosen), limit=limit)) is None:
         st.stop()
     counts = found.counts
     cols = st.columns(4)

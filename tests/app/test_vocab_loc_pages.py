@@ -11,11 +11,13 @@ from streamlit.testing.v1 import AppTest
 import analysis
 from analysis.probes import (
     cascade_curve,
+    crop_patches,
     localize,
     peer_cooccurrence,
     probe_vocabulary,
     score_localization,
 )
+from analysis.viz import to_rgb_uint8
 from tests.app.apptools import (
     MAIN,
     RUNS,
@@ -66,6 +68,7 @@ def test_dcl_vocabulary_matches_the_probe(monkeypatch, runs):
     gallery = found["word_gallery"]
     assert len(gallery["data"]) == 8 * vocab.top_scores.shape[1]  # 8 words x top_n patches
     first = gallery["layout"]["annotations"][0]["text"]
+    np.testing.assert_array_equal(gallery["data"][0]["z"], to_rgb_uint8(vocab.patches[0, :1])[0])
     assert first.startswith(f"{vocab.word_label(0)} ×{int(vocab.word_counts[0]):,}")
     keys = {"cooccurrence", "vocabulary_usage", "word_gallery"}
     assert download_keys(at) == {f"{k}_{kind}" for k in keys for kind in ("csv", "html")}
@@ -130,7 +133,11 @@ def test_localization_on_shapes_matches_the_probes(monkeypatch, runs):
         [s["x0"] + 0.5, s["y0"] + 0.5, s["x1"] + 0.5, s["y1"] + 0.5] for s in shapes[:-1]
     ] == valid
     np.testing.assert_allclose(z_of(found["class_map"], 1), loc.class_map[0].numpy(), rtol=1e-5)
-    assert len(found["patch_gallery"]["data"]) == loc.boxes.shape[1]
+    patches = found["patch_gallery"]["data"]
+    assert len(patches) == loc.boxes.shape[1]
+    size = loc.receptive_field[0]
+    first = crop_patches(image[None], loc.boxes[:, :1], size=size)[0]
+    np.testing.assert_array_equal(patches[0]["z"], to_rgb_uint8(first)[0])
 
     score = score_localization(peer, test, limit=LOC_LIMIT)
     shown = metrics(at)
@@ -154,7 +161,11 @@ def test_localization_without_boxes_and_a_garbage_upload(monkeypatch):
     cascade = charts(at)["cascade"]["data"][0]
     np.testing.assert_allclose(cascade["y"], curve.accuracy.numpy())
     np.testing.assert_allclose(cascade["x"], curve.relative_cost.numpy())
-    assert metrics(at)["Full model accuracy"] == f"{curve.full_accuracy:.2%}"
+    shown = metrics(at)
+    assert shown["Full model accuracy"] == f"{curve.full_accuracy:.2%}"
+    cheap = curve.relative_cost[curve.accuracy >= curve.full_accuracy - 0.01]
+    expected = f"{float(cheap.min()):.1%}" if len(cheap) else "none"
+    assert shown["Cost of the cheapest cascade within 1 point"] == expected
 
     widget(at.selectbox, "Class map of").set_value(2).run()
     assert_clean(at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from analysis.errors import CollabError
 from analysis.models import CollaborativeModel, create_model
 from analysis.probes.cache import load_result, save_result
 from analysis.probes.cka import (
+    CKAConsumer,
     CKAResult,
     MinibatchCKA,
     centred_gram,
@@ -132,6 +134,24 @@ def test_gram_workers_agree_with_a_plain_torch_computation():
     x = acts[0].double().mean(dim=(2, 3))
     x = x - x.mean(dim=0)
     assert torch.allclose(pooled.double(), x @ x.T, atol=1e-5)
+
+
+def test_consumer_stays_float64_accurate_when_the_feature_mean_drifts_between_batches():
+    g = torch.Generator().manual_seed(9)
+    base = torch.randn(600, 1024, generator=g)
+    drift = torch.arange(600).div(100, rounding_mode="floor").float().view(-1, 1)  # batch k: +4k
+    feats = {
+        "a": torch.relu(base) + 10.0 + 4.0 * drift,
+        "b": torch.relu(base[:, :512] + 0.5 * base[:, 512:]) + 3.0,
+    }
+    consumer = CKAConsumer(["a", "b"], [0, 1])
+    for start in range(0, 600, 100):
+        acts = {k: v[start : start + 100] for k, v in feats.items()}
+        consumer.update(acts, SimpleNamespace(x=torch.empty(100)))
+    result = consumer.result()
+    expected = minibatch_cka([v.double() for v in feats.values()], batch_size=100)
+    assert (result.matrix - expected).abs().max().item() < 1e-6
+    assert 0.3 < result.matrix[0, 1].item() < 1
 
 
 def test_accumulator_skips_batches_too_small_for_the_unbiased_estimator():
