@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install app test test-all zoo lint clean
+.PHONY: install app test test-slow test-all zoo lint clean
 
 install: $(STAMP)
 
@@ -19,6 +19,9 @@ app: install
 
 test: install
 	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -n 2 -m slow
 
 test-all: install
 	$(PY) -m pytest -q -n 2

@@ -203,16 +203,17 @@ def pairwise_unbiased_hsic(grams: torch.Tensor) -> torch.Tensor:
     count, n, _ = grams.shape
     if n < MIN_BATCH:
         raise ValueError(f"the unbiased HSIC needs at least {MIN_BATCH} samples, got {n}")
-    k = grams.to(torch.float64, copy=True)
-    k.diagonal(dim1=1, dim2=2).zero_()
+    # NumPy on the CPU: these small ops are slower in torch with 2+ threads (OpenMP wake-ups)
+    k = grams.detach().cpu().numpy().astype(np.float64)
+    k[:, np.arange(n), np.arange(n)] = 0.0
     flat = k.reshape(count, n * n)
-    trace = flat @ flat.T  # tr(K~ L~) = sum(K~ * L~) for symmetric matrices
-    totals = flat.sum(dim=1)
-    rows = k.sum(dim=2)  # (L, n): K~ 1
-    hsic = (
-        trace + torch.outer(totals, totals) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (rows @ rows.T)
-    )
-    return hsic / (n * (n - 3))
+    with _blas_threads().limit(limits=1, user_api="blas"):  # see centred_grams
+        trace = flat @ flat.T  # tr(K~ L~) = sum(K~ * L~) for symmetric matrices
+        rows = k.sum(axis=2)  # (L, n): K~ 1
+        cross = rows @ rows.T
+    totals = flat.sum(axis=1)
+    hsic = trace + np.outer(totals, totals) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * cross
+    return torch.from_numpy(hsic / (n * (n - 3)))
 
 
 def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
@@ -373,9 +374,10 @@ class CKAConsumer:
             self._shifts = feature_means(xs, pool=self.pool)
         grams = centred_grams(xs, pool=self.pool, shifts=self._shifts).cpu()
         n = grams.shape[1]
-        offset = grams.sum(dim=(1, 2), dtype=torch.float64) / n**2  # ||batch mean - shift||^2
-        spread = grams.diagonal(dim1=1, dim2=2).sum(dim=1, dtype=torch.float64) / n - offset
-        for i in torch.nonzero(offset > 0.25 * spread).flatten().tolist():
+        wide = grams.numpy().astype(np.float64)
+        offset = wide.sum(axis=(1, 2)) / n**2  # ||batch mean - shift||^2
+        spread = np.trace(wide, axis1=1, axis2=2) / n - offset
+        for i in np.flatnonzero(offset > 0.25 * spread).tolist():
             self._shifts[i] = feature_means([xs[i]], pool=self.pool)[0]
             grams[i] = centred_grams([xs[i]], pool=self.pool, shifts=[self._shifts[i]])[0].cpu()
         return grams
