@@ -62,3 +62,42 @@ def test_resume_with_a_changed_config_is_refused(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run)
     proc = run_cli("train", "--out", str(run), "--resume", "--set", "optim.lr=0.5")
     _assert_one_line_error(proc, "differs")
+
+
+def test_a_cifar10_folder_in_torchvision_format_trains_for_a_step(tmp_path):
+    from tests.data.test_tv_formats import _write_cifar10
+
+    _write_cifar10(tmp_path / "cifar")
+    out = tmp_path / "cifar-run"
+    sets = [
+        "data.name=cifar10",
+        f"data.root={tmp_path / 'cifar'}",
+        "model.arch=test_cnn",
+        "model.options={}",
+        "train.epochs=1",
+        "train.max_steps_per_epoch=1",
+        "data.batch_size=4",
+        "train.save_every=1",
+    ]
+    proc = run_cli(
+        "train",
+        str(DML_PRESET),
+        "--out",
+        str(out),
+        "--no-progress",
+        *[a for s in sets for a in ("--set", s)],
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 2 and '"samples": 4' in metrics[0]  # one step of 4 CIFAR images
+    missing = run_cli(
+        "train",
+        str(DML_PRESET),
+        "--out",
+        str(tmp_path / "x"),
+        "--set",
+        "data.name=cifar10",
+        "--set",
+        f"data.root={tmp_path / 'nowhere'}",
+    )
+    _assert_one_line_error(missing, "data.root")
