@@ -117,14 +117,29 @@ def time_ratio(args: argparse.Namespace) -> None:
     )
 
 
+def peak_rss_kb() -> int:
+    """Peak resident set size of this process image in kB.
+
+    Linux's ``VmHWM``: ``ru_maxrss`` survives fork + exec, so a child started by a big parent
+    would report the parent's size; VmHWM belongs to the new address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+
+
 def memory_child(n: int, batch: int) -> None:
     """Run the probe once at ``n`` samples and print the process's peak RSS as JSON."""
     model, layers = build_model()
-    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    base_kb = peak_rss_kb()
     start = time.perf_counter()
     result = run_probe(model, layers, NoiseImages(n), batch)
     seconds = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     report = {"n": n, "base_mb": base_kb / 1024, "peak_mb": peak_kb / 1024, "seconds": seconds}
     print(json.dumps({**report, "samples": result.num_samples}))
 

@@ -11,9 +11,13 @@ Two estimators:
   matrices. It is computed in one streaming pass: per batch one Gram per layer, then every
   layer x layer HSIC at once, so memory does not grow with the number of samples.
 
-Float32 accuracy: each batch's features are centred before the float32 Gram (the unbiased
-HSIC is exactly invariant to shifting the features, and uncentred float32 Grams of ReLU
-features cancel badly); everything after the Gram is accumulated in float64.
+Float32 accuracy: the features are centred before the float32 Gram (uncentred float32 Grams
+of ReLU features cancel badly). The unbiased HSIC is exactly invariant to shifting the
+features, so the probe subtracts the first batch's means (re-centring a layer whose mean drifts
+away) and saves a pass per batch; everything after the Gram is accumulated in float64.
+
+Speed: the Grams dominate the cost (B x D x B / 2 multiply-adds per layer and batch). On the
+CPU they run as NumPy ``syrk`` calls spread over a small thread pool; see :func:`centred_grams`.
 """
 
 from __future__ import annotations
@@ -207,9 +211,9 @@ def pairwise_unbiased_hsic(grams: torch.Tensor) -> torch.Tensor:
     k = grams.detach().cpu().numpy().astype(np.float64)
     k[:, np.arange(n), np.arange(n)] = 0.0
     flat = k.reshape(count, n * n)
+    rows = k.sum(axis=2)  # (L, n): K~ 1
     with _blas_threads().limit(limits=1, user_api="blas"):  # see centred_grams
         trace = flat @ flat.T  # tr(K~ L~) = sum(K~ * L~) for symmetric matrices
-        rows = k.sum(axis=2)  # (L, n): K~ 1
         cross = rows @ rows.T
     totals = flat.sum(axis=1)
     hsic = trace + np.outer(totals, totals) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * cross
@@ -318,7 +322,7 @@ def cka_layers(
     Returns:
         ``(paths, peer_of_layer)``, peer by peer; every path is checked to exist.
     """
-    count = len(model.peers)
+    count = int(model.num_peers)
     if layers is None:
         per_peer = [peer_layers(model, i) for i in range(count)]
     elif all(isinstance(name, str) for name in layers):

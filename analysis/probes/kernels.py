@@ -100,6 +100,15 @@ def conv_layers(net: nn.Module) -> list[str]:
     return [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def _peer_networks(model: nn.Module) -> list[nn.Module]:
+    """The peers' own networks: ``model.peers``, or each ``model.peer(i)``'s ``net`` (shared
+    trunks: the trunk's convs then appear in every peer and match with similarity 1)."""
+    if isinstance(getattr(model, "peers", None), nn.ModuleList):
+        return list(model.peers)
+    nets = [model.peer(i) for i in range(model.num_peers)]
+    return [getattr(net, "net", net) for net in nets]
+
+
 def _peer_convs(peers: list[nn.Module], layers: list[str]) -> list[list[torch.Tensor]]:
     """Per peer, the weights of ``layers``; a CollabError if the peers' layers do not line up."""
     weights = []
@@ -148,7 +157,7 @@ def kernel_similarity(
     Returns:
         A :class:`KernelSimilarity` with ``matched`` (P, L) and ``redundancy`` (K, L).
     """
-    peers = list(model.peers)
+    peers = _peer_networks(model)
     names = list(getattr(model, "peer_names", [f"peer{i}" for i in range(len(peers))]))
     layers = list(layers) if layers is not None else conv_layers(peers[0])
     if not layers:

@@ -77,6 +77,7 @@ def run_pass(
                 batch = Batch(x, torch.as_tensor(y), indices[start : start + b], out)
                 for consumer in consumers:
                     consumer.update(acts, batch)
+                acts.clear()  # do not hold this batch's activations through the next forward
                 start += b
     finally:
         model.to(original)

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 import analysis
 from analysis.errors import CollabError
 from analysis.models import CollaborativeModel, create_model
+from analysis.models.shared_trunk import SharedTrunkModel
 from analysis.probes.cache import load_result, save_result
 from analysis.probes.cka import (
     CKAConsumer,
@@ -244,3 +245,25 @@ def test_bad_arguments_are_collab_errors():
     with pytest.raises(CollabError, match="no layer depth 5"):
         cka_probe(model, images(8), batch_size=4).peer_matrix(5)
     assert hook_count(model) == 0
+
+
+def test_shared_trunk_peers_agree_exactly_on_the_trunk_layer():
+    torch.manual_seed(1)
+    model = SharedTrunkModel.from_registry(
+        "test_cnn",
+        num_classes=4,
+        in_chans=1,
+        mean=(0.5,),
+        std=(0.25,),
+        peers=2,
+        split_after="layer1",
+    )
+    result = cka_probe(model, images(40), batch_size=20)
+    assert result.layers == [
+        "trunk.layer1",
+        "branches.0.layer2",
+        "trunk.layer1",
+        "branches.1.layer2",
+    ]
+    assert torch.allclose(result.peer_matrix(0), torch.ones(2, 2, dtype=torch.float64), atol=1e-9)
+    assert result.peer_matrix(1)[0, 1].item() < 0.99  # independently initialised branches

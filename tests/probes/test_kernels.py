@@ -10,7 +10,10 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.models import CollaborativeModel, create_model
+from analysis.models.shared_trunk import SharedTrunkModel
+from analysis.probes.cache import load_result, save_result
 from analysis.probes.kernels import (
+    KernelSimilarity,
     conv_layers,
     filter_cosine,
     filter_redundancy,
@@ -74,9 +77,12 @@ def test_identical_peers_match_with_one_and_have_equal_redundancy():
     assert ((result.redundancy > 0) & (result.redundancy < 1)).all()
 
 
-def test_different_peers_match_below_one():
+def test_different_peers_match_below_one_and_the_result_caches(tmp_path):
     result = kernel_similarity(collab(chain(0), chain(1)))
     assert (result.matched < 0.99).all() and (result.matched > 0).all()
+    save_result(tmp_path / "k.safetensors", result)
+    again = load_result(tmp_path / "k.safetensors", KernelSimilarity)
+    assert again.pairs == [[0, 1]] and torch.equal(again.matched, result.matched)
 
 
 def test_redundancy_is_zero_for_orthogonal_filters_and_one_for_parallel_ones():
@@ -118,3 +124,20 @@ def test_peers_of_different_architectures_are_a_collab_error():
         )
     with pytest.raises(CollabError, match="no conv layer 'layer9'"):
         kernel_similarity(collab(chain(0), chain(1)), layers=["layer9"])
+
+
+def test_shared_trunk_layers_match_exactly_and_branches_do_not():
+    torch.manual_seed(2)
+    model = SharedTrunkModel.from_registry(
+        "test_cnn",
+        num_classes=4,
+        in_chans=1,
+        mean=(0.5,),
+        std=(0.25,),
+        peers=3,
+        split_after="layer1",
+    )
+    result = kernel_similarity(model)
+    assert result.layers == ["layer1.0.0", "layer2.0"] and len(result.pairs) == 3
+    assert torch.allclose(result.matched[:, 0], torch.ones(3, dtype=torch.float64), atol=1e-12)
+    assert (result.matched[:, 1] < 0.99).all()
