@@ -25,14 +25,6 @@ SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 ALL_OFF = {"output_weight": 0.0, "distill_weight": 0.0, "repr_weight": 0.0, "kernel_weight": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _build(arch="test_cnn", options=None, **opts):
     torch.manual_seed(0)
     method = create_method(IntraCLOptions(**opts))

@@ -17,14 +17,6 @@ from analysis.training.config import ModelConfig
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _build(peers=2, arch="test_resnet", **opts):
     torch.manual_seed(0)
     method = create_method(JointDecisionOptions(**opts))

@@ -1,9 +1,10 @@
 """Every registered method: trains, returns CollabOutput, and routes gradients as its paper says."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
-from types import SimpleNamespace
 
 from analysis.methods import METHODS, create_method, peer_cross_entropy
 from analysis.methods.dml import mutual_kl

@@ -11,14 +11,6 @@ from analysis.models import count_parameters, create_model
 from analysis.models.receptive_field import ReceptiveField, output_size, receptive_field
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _eval_double(model: nn.Module) -> nn.Module:
     """Float64 (exact enough to compare at 1e-12), eval mode, BN with non-trivial statistics."""
     torch.manual_seed(0)

@@ -19,15 +19,6 @@ from analysis.models.dcl import (
 )
 from analysis.models.dcl_nets import parse_stages
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # Two branches, M = 2 filters, one batch item, a 1 x 2 map: F[k, 0, m, 0, w].
 F1 = [[2.0, -1.0], [0.5, 3.0]]
 F2 = [[4.0, 5.0], [-2.0, 0.25]]

@@ -12,15 +12,6 @@ from analysis.models.exits import ExitHead, MultiExitModel, stage_channels
 STATS = {"mean": (0.5,), "std": (0.25,)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny batches gain nothing from threads; on a busy 2-core box OpenMP waits dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _nets(n=2, arch="test_resnet"):
     torch.manual_seed(0)
     return [create_model(arch, num_classes=5, in_chans=1) for _ in range(n)]

@@ -24,15 +24,6 @@ REAL_FORWARD_LIMIT = 20_000_000
 REAL_GREY_LIMIT = 1_000_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Batch-2 passes gain nothing from threads, and on a busy 2-core box OpenMP waits cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _meta_count(name: str, **kwargs) -> int:
     with torch.device("meta"):
         return count_parameters(create_model(name, **kwargs))

@@ -14,14 +14,6 @@ GREY = {"num_classes": 4, "in_chans": 1, "mean": (0.5,), "std": (0.25,)}
 TREE = [("layer1", 2), ("layer2", 2)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _flat(peers=3, **kw):
     torch.manual_seed(0)
     return SharedTrunkModel.from_registry("test_cnn", peers=peers, **GREY, **kw)
