@@ -29,8 +29,11 @@ test-all: install
 zoo: install
 	$(VENV)/bin/collab zoo
 
+# ruff (lint + formatting) and the layer contract of pyproject.toml's [tool.importlinter].
 lint: install
-	$(VENV)/bin/ruff check analysis app tests benchmarks
+	$(VENV)/bin/ruff check analysis app tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check analysis app tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -108,8 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from analysis.training import Trainer, config_from_dict, load_config
-    from analysis.training.schema import to_dict
+    from analysis.config import config_from_dict, load_config
+    from analysis.config.schema import to_dict
+    from analysis.training import Trainer
 
     out = Path(args.out) if args.out else None
     if args.resume:
@@ -132,8 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _resume_config(out: Path, args: argparse.Namespace):
     import yaml
 
+    from analysis.config import config_from_dict, load_config
     from analysis.runs import CONFIG
-    from analysis.training import config_from_dict, load_config
 
     saved_path = out / CONFIG
     if not saved_path.is_file():
@@ -174,8 +175,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from analysis.probes.suite import run_suite
     from analysis.runs import load_run
-    from analysis.suite import run_suite
     from analysis.viz.report import write_report
     from analysis.viz.sections import report_sections
 
@@ -247,7 +248,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from analysis.zoo import build_zoo
+    from analysis.training.zoo import build_zoo
 
     for path in build_zoo(args.root, only=args.only, progress=not args.no_progress):
         print(f"rebuilt {path}")

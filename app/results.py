@@ -5,7 +5,7 @@ Each public function returns the probe's own result, or ``None`` after one error
 argument is not hashed by Streamlit: the ``key`` argument (:func:`app.common.run_key`, the run
 folder plus its manifest time) stands for it. Slow results (CKA, the per-epoch diversity
 reports) are also cached in the run folder, under the same keys as ``collab analyze``
-(:mod:`analysis.suite`), so that reopening the app, or opening an analysed run, is instant.
+(:mod:`analysis.probes.suite`), so that reopening the app, or opening an analysed run, is instant.
 The vocabulary, co-occurrence, cascade and localization-score probes run on the first
 ``limit`` test images (the pages' "Test images" slider) and are cached per limit.
 
@@ -26,7 +26,7 @@ import analysis
 from analysis import probes, viz
 from analysis.probes import MEASURES
 from analysis.probes.diversity import mean_off_diagonal
-from analysis.suite import run_suite
+from analysis.probes.suite import run_suite
 from app.common import guarded, run_key
 
 _LOCK = threading.RLock()

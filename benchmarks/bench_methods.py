@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import setup  # noqa: E402
-
+from analysis.config import load_config  # noqa: E402
 from analysis.runs import load_run  # noqa: E402
-from analysis.training import Trainer, load_config  # noqa: E402
+from analysis.training import Trainer  # noqa: E402
+from benchmarks.common import setup  # noqa: E402
 
 
 def presets() -> list[Path]:
@@ -33,7 +33,8 @@ def presets() -> list[Path]:
 
 def run_one(preset: Path, *, epochs: int, seed: int, out: Path) -> dict:
     config = load_config(
-        preset, [f"train.epochs={epochs}", f"train.seed={seed}", "train.save_every=0", "train.threads=2"]
+        preset,
+        [f"train.epochs={epochs}", f"train.seed={seed}", "train.save_every=0", "train.threads=2"],
     )
     start = time.perf_counter()
     Trainer(config, out, progress=False).fit()
@@ -68,12 +69,17 @@ def main() -> None:
                 run_one(preset, epochs=args.epochs, seed=s, out=Path(tmp) / f"{preset.stem}-{s}")
                 for s in args.seeds
             ]
-            avg = {k: statistics.fmean(r[k] for r in results) for k in ("best", "mean", "ensemble", "seconds")}
+            avg = {
+                k: statistics.fmean(r[k] for r in results)
+                for k in ("best", "mean", "ensemble", "seconds")
+            }
             rows.append((preset.stem, results[0], avg))
             print(f"done {preset.stem}: ensemble {100 * avg['ensemble']:.2f}%", file=sys.stderr)
     seeds = " ".join(map(str, args.seeds))
     print(f"\n{args.epochs} epochs, seeds {seeds}, final test accuracy (%), mean over seeds\n")
-    print("| preset | method | data | best peer | mean peer | ensemble | params (all) | params (largest peer) | train s |")
+    print(
+        "| preset | method | data | best peer | mean peer | ensemble | params (all) | params (largest peer) | train s |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for stem, r, avg in rows:
         print(

@@ -16,19 +16,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import median_time, setup  # noqa: E402
-
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import analysis  # noqa: E402
 from analysis.probes.shared_pass import run_pass  # noqa: E402
-from analysis.suite import PROBES, run_suite  # noqa: E402
+from analysis.probes.suite import PROBES, run_suite  # noqa: E402
+from benchmarks.common import median_time, setup  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=str(Path(__file__).resolve().parent.parent / "runs" / "dml-digits"))
+    parser.add_argument(
+        "--run", default=str(Path(__file__).resolve().parent.parent / "runs" / "dml-digits")
+    )
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -46,18 +47,27 @@ def main() -> None:
     pass_probes = [p for p in PROBES.values() if p.consumer is not None and not p.skip(run)]
 
     def probes_pass() -> None:
-        run_pass(run.model, dataset, [p.consumer(run, {'split': 'test'}) for p in pass_probes], batch_size=args.batch)
+        run_pass(
+            run.model,
+            dataset,
+            [p.consumer(run, {"split": "test"}) for p in pass_probes],
+            batch_size=args.batch,
+        )
 
     forward = median_time(forward_only, repeats=args.repeats, warmup=1)
     probes = median_time(probes_pass, repeats=args.repeats, warmup=1)
     start = time.perf_counter()
     run_suite(run, refresh=True)
     suite = time.perf_counter() - start
-    print(f"{run.name}: {len(images)} test images, batch {args.batch}, {torch.get_num_threads()} threads")
+    print(
+        f"{run.name}: {len(images)} test images, batch {args.batch}, {torch.get_num_threads()} threads"
+    )
     print(f"  forward pass alone              {forward:8.3f} s")
     print(f"  {'+'.join(p.name for p in pass_probes)} in one shared pass {probes:8.3f} s")
     print(f"  ratio                           {probes / forward:8.2f}   (target <= 1.5)")
-    print(f"  whole suite incl. kernels, dynamics, attributions: {suite:.1f} s (not part of the target)")
+    print(
+        f"  whole suite incl. kernels, dynamics, attributions: {suite:.1f} s (not part of the target)"
+    )
 
 
 if __name__ == "__main__":

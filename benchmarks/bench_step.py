@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig
 from analysis.methods import METHODS, create_method
-from analysis.training.config import ModelConfig
 from benchmarks.common import median_time, setup
 
 

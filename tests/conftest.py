@@ -42,7 +42,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished 3-epoch DML run of 3 tiny CNNs on digits (shared, read-only)."""
-    from analysis.training import Trainer, load_config
+    from analysis.config import load_config
+    from analysis.training import Trainer
 
     out = tmp_path_factory.mktemp("runs") / "tiny-dml"
     Trainer(load_config(DML_PRESET, TINY), out, progress=False).fit()

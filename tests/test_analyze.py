@@ -3,8 +3,7 @@
 import pytest
 
 import analysis
-from analysis import suite
-from analysis.probes import shared_pass
+from analysis.probes import shared_pass, suite
 from analysis.probes.hooks import hook_count
 from tests.conftest import run_cli
 

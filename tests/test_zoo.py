@@ -8,8 +8,8 @@ import yaml
 from safetensors.torch import load_file
 
 import analysis
-from analysis import zoo
-from analysis.training import load_config
+from analysis.config import load_config
+from analysis.training import zoo
 from tests.conftest import REPO, TINY
 
 SHIPPED = REPO / "runs"

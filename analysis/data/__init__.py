@@ -28,7 +28,15 @@ from analysis.data.views import MultiView, WithIndex
 from analysis.errors import CollabError
 from analysis.registry import Registry
 
-__all__ = ["DATASETS", "Augment", "DataBundle", "MultiView", "WithIndex", "augment_for", "build_dataset"]
+__all__ = [
+    "DATASETS",
+    "Augment",
+    "DataBundle",
+    "MultiView",
+    "WithIndex",
+    "augment_for",
+    "build_dataset",
+]
 
 DATASETS = Registry("dataset")
 

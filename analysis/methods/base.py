@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.models import CollabOutput, CollaborativeModel, create_model
+from analysis.models import CollaborativeModel, CollabOutput, create_model
 
 
 class DataShape(Protocol):

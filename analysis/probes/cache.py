@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 import torch
 
 from analysis.errors import CollabError
-from analysis.runs import PROBES, checkpoint_path
-from analysis.training.checkpoint import atomic_save, read_tensors
+from analysis.runs import PROBES, atomic_save, checkpoint_path, read_tensors
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

@@ -46,7 +46,9 @@ def make_baseline(images: torch.Tensor, baseline: str | torch.Tensor, *, blur_si
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
     if baseline == "blur":
         kernel = 2 * math.ceil(3 * blur_sigma) + 1
-        from torchvision.transforms.functional import gaussian_blur  # lazy: torchvision is slow to import
+        from torchvision.transforms.functional import (
+            gaussian_blur,  # lazy: torchvision is slow to import
+        )
 
         return gaussian_blur(images, [kernel, kernel], [blur_sigma, blur_sigma])
     raise ValueError(f"unknown baseline {baseline!r}; use one of {BASELINES} or a tensor")

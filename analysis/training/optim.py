@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from analysis.training.config import OptimConfig, ScheduleConfig
+from analysis.config import OptimConfig, ScheduleConfig
 
 
 def build_optimizer(

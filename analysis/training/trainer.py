@@ -12,25 +12,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from analysis import runs
+from analysis.config import Config
 from analysis.data import MultiView, WithIndex, augment_for, build_dataset
 from analysis.device import pick_device
 from analysis.errors import CollabError
 from analysis.methods import create_method
-from analysis.training.checkpoint import load_resume, save_resume, save_weights
-from analysis.training.config import Config
-from analysis.training.manifest import build_manifest
+from analysis.runs import build_manifest, load_resume, save_resume, save_weights
+from analysis.training.callbacks import Callback
 from analysis.training.optim import build_optimizer, lr_at, set_lr
 from analysis.training.stats import EpochStats, evaluate
 
 log = logging.getLogger(__name__)
-
-
-class Callback:
-    """Hooks into the loop; override what you need."""
-
-    def on_step_end(self, trainer: Trainer, *, epoch: int, step: int) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer, *, epoch: int, records: list[dict]) -> None: ...
 
 
 class Trainer:
@@ -224,3 +216,10 @@ class Trainer:
             )
         (self.out / runs.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         (self.out / runs.PROBES).mkdir(exist_ok=True)
+
+
+def train(
+    config: Config, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> Path:
+    """Train ``config`` into ``out_dir`` and return the run folder path."""
+    return Trainer(config, out_dir, progress=progress).fit(resume=resume)

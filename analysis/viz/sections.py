@@ -1,4 +1,4 @@
-"""Report sections: the figures and key numbers of each probe result of :mod:`analysis.suite`."""
+"""Report sections: the figures and key numbers of each probe result of :mod:`analysis.probes.suite`."""
 
 from __future__ import annotations
 

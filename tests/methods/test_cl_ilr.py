@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.methods.cl_ilr import CLILROptions, cl_ilr_splits, consensus_kl
-from analysis.training.config import ModelConfig
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 

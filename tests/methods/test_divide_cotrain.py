@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig, OptimConfig
 from analysis.errors import CollabError
 from analysis.methods import METHODS, create_method, peer_cross_entropy
 from analysis.methods.divide_cotrain import DivideCotrainOptions, cot_weight_at, generalized_js
 from analysis.models import CollabOutput, count_parameters
-from analysis.training.config import ModelConfig, OptimConfig
 from analysis.training.optim import build_optimizer
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))

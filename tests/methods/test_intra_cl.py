@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.config import ModelConfig
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.methods.intra_cl import (
@@ -19,7 +20,6 @@ from analysis.methods.intra_cl import (
     linear_cka,
     symmetric_kl,
 )
-from analysis.training.config import ModelConfig
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 ALL_OFF = {"output_weight": 0.0, "distill_weight": 0.0, "repr_weight": 0.0, "kernel_weight": 0.0}
@@ -68,9 +68,12 @@ def test_linear_cka_known_answers():
 def test_symmetric_kl_known_answers():
     a, b = torch.randn(5, 7), torch.randn(5, 7)
     assert symmetric_kl(a, a, temperature=2.0).item() == pytest.approx(0.0, abs=1e-6)
-    kl = lambda p, q: F.kl_div(
-        (q / 2).log_softmax(-1), (p / 2).softmax(-1), reduction="batchmean"
-    )  # KL(p‖q)
+
+    def kl(p, q):
+        return F.kl_div(
+            (q / 2).log_softmax(-1), (p / 2).softmax(-1), reduction="batchmean"
+        )  # KL(p‖q)
+
     expected = 0.5 * (kl(a, b) + kl(b, a)) * 4
     assert symmetric_kl(a, b, temperature=2.0).item() == pytest.approx(expected.item(), rel=1e-5)
 

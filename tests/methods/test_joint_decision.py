@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.methods.joint_decision import JointDecisionModel, JointDecisionOptions
 from analysis.models import combine_logits
-from analysis.training.config import ModelConfig
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.methods.mcl_okd import (
@@ -18,7 +19,6 @@ from analysis.methods.mcl_okd import (
     batch_infonce,
     last_branch_kd,
 )
-from analysis.training.config import ModelConfig
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 

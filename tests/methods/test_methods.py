@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig
 from analysis.methods import METHODS, create_method, peer_cross_entropy
 from analysis.methods.dml import mutual_kl
 from analysis.models import CollabOutput
-from analysis.training.config import ModelConfig
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 

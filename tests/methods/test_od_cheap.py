@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig
 from analysis.methods import METHODS, create_method
 from analysis.methods.od_cheap import ODCheapOptions, OnlineTeacherModel, distill_kl, map_and_logits
 from analysis.models import CollabOutput, count_parameters, create_model
-from analysis.training.config import ModelConfig
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 CIFAR10 = SimpleNamespace(num_classes=10, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3)

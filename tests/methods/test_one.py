@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from analysis.config import ModelConfig
 from analysis.methods import create_method
 from analysis.methods.one import ONEOptions, teacher_kl
-from analysis.training.config import ModelConfig
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 

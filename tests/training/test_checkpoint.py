@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.training.checkpoint import load_resume, load_weights, save_resume, save_weights
+from analysis.runs.checkpoint import load_resume, load_weights, save_resume, save_weights
 
 
 def _net(width=4):

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from analysis.config import config_from_dict, load_config
 from analysis.errors import CollabError
-from analysis.training.config import config_from_dict, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from analysis.training.config import OptimConfig, ScheduleConfig
+from analysis.config import OptimConfig, ScheduleConfig
 from analysis.training.optim import build_optimizer, lr_at
 
 

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 import analysis
+from analysis.config import load_config
 from analysis.errors import CollabError
 from analysis.runs import read_metrics
-from analysis.training import Trainer, load_config
+from analysis.training import Trainer
 from tests.conftest import DML_PRESET, REPO, TINY, run_cli
 
 
@@ -68,7 +69,8 @@ def test_refuses_to_overwrite_a_run(tiny_run):
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from analysis.training import Callback, Trainer, load_config
+    from analysis.config import load_config
+    from analysis.training import Callback, Trainer
 
     class KillMidEpoch(Callback):
         def on_step_end(self, trainer, *, epoch, step):

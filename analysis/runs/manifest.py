@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from analysis.config import Config
 from analysis.models import count_parameters
-from analysis.training.config import Config
 
 
 def build_manifest(

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 import yaml
 
+from analysis.config.schema import apply_override, from_dict, to_dict
 from analysis.errors import CollabError
 from analysis.methods import METHODS, MethodOptions
-from analysis.training.schema import apply_override, from_dict, to_dict
 
 
 @dataclass

@@ -7,13 +7,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.config import load_config
 from analysis.errors import CollabError
-from analysis.training.config import load_config
 from analysis.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,14 @@ ZOO = (
         "configs/divide_cotrain_digits.yaml",
         about="a ResNet-8 of width 16 divided into 2 of width 12, co-trained on 2 views",
     ),
-    ZooEntry("dcl-multidigit", "configs/dcl_multidigit.yaml", about="a DCL ResNet-8 on two-digit numbers"),
-    ZooEntry("anchornet-shapes", "configs/anchornet_shapes.yaml", about="AnchorNet (padding-free) on shapes"),
+    ZooEntry(
+        "dcl-multidigit", "configs/dcl_multidigit.yaml", about="a DCL ResNet-8 on two-digit numbers"
+    ),
+    ZooEntry(
+        "anchornet-shapes",
+        "configs/anchornet_shapes.yaml",
+        about="AnchorNet (padding-free) on shapes",
+    ),
 )
 
 
