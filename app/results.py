@@ -1,11 +1,12 @@
 """Probe results for the pages, cached with ``st.cache_data`` and keyed on the run.
 
-Each public function returns the probe's own result, or ``None`` after one error line (see
-:func:`app.common.guarded`); the private ``_name`` functions hold the cache. Their ``_run``
-argument is not hashed by Streamlit: the ``key`` argument (:func:`app.common.run_key`, the run
+Each function here is declared once with :func:`cached_result`: it computes a result from the
+run, and the page gets that result, cached, or ``None`` after one error line (see
+:func:`app.common.guarded`). The run object is not hashed: :func:`app.common.run_key` (the run
 folder plus its manifest time) stands for it. Slow results (CKA, the per-epoch diversity
-reports) are also cached in the run folder, under the same keys as ``collab analyze``
-(:mod:`analysis.probes.suite`), so that reopening the app, or opening an analysed run, is instant.
+reports, every registered probe) also go through the run-folder cache with
+:func:`analysis.probes.compute`, under the same keys as ``collab analyze``, so that reopening the
+app, or opening an analysed run, is instant.
 The vocabulary, co-occurrence, cascade and localization-score probes run on the first
 ``limit`` test images (the pages' "Test images" slider) and are cached per limit.
 
@@ -15,7 +16,12 @@ probes register hooks on it and switch its eval mode, which two threads must not
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -24,124 +30,143 @@ from torch.utils.data import TensorDataset
 
 import analysis
 from analysis import probes, viz
-from analysis.probes import MEASURES
-from analysis.probes.diversity import mean_off_diagonal
-from analysis.probes.suite import run_suite
+from analysis.viz.tables import disagreement_columns, word_patch_columns
 from app.common import guarded, run_key
 
 _LOCK = threading.RLock()
 
 
-@st.cache_data(show_spinner="Collecting the peers' predictions…", max_entries=16)
-def _agreement(_run: analysis.Run, key: str, split: str):
-    with _LOCK:
-        preds = probes.collect_predictions(_run.model, _run.dataset(split))
-    return preds, probes.agreement_report(preds, peer_names=_run.peer_names)
+def cached_result(
+    what: str,
+    *,
+    spinner: str | bool = False,
+    locked: bool = False,
+    max_entries: int | None = None,
+    unhashed: tuple[str, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make ``compute(run, ...)`` a page's result function: cached, guarded, same signature.
+
+    The returned function caches with ``st.cache_data`` on ``run_key(run)`` and the other
+    arguments, and returns ``None`` after one error line on failure. Its ``unguarded``
+    attribute is the cached call that raises instead, for results built from other results.
+
+    Args:
+        what: what failed, for the error line: a ``str.format`` template over the arguments by
+            name, e.g. ``"the {split} split of {run.name}"``.
+        spinner: text shown while computing (``False``: none).
+        locked: compute under the module lock (anything that runs the shared model).
+        max_entries: cache size (``None``: unbounded).
+        unhashed: arguments left out of the cache key (an image that its key argument names).
+    """
+
+    def decorate(compute: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(compute)
+
+        def cached(_run: analysis.Run, key: str, **arguments: Any) -> Any:
+            arguments = {name.removeprefix("_"): value for name, value in arguments.items()}
+            if not locked:
+                return compute(_run, **arguments)
+            with _LOCK:
+                return compute(_run, **arguments)
+
+        # st.cache_data tells functions apart by module, name and source: give each its
+        # compute's, so that results never share a cache and an edit starts a new one.
+        version = hashlib.sha1(inspect.getsource(compute).encode()).hexdigest()[:12]
+        cached.__module__, cached.__name__ = compute.__module__, compute.__name__
+        cached.__qualname__ = f"{compute.__qualname__}[{version}]"
+        cached = st.cache_data(show_spinner=spinner, max_entries=max_entries)(cached)
+
+        def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return dict(bound.arguments)
+
+        @functools.wraps(compute)
+        def unguarded(*args: Any, **kwargs: Any) -> Any:
+            arguments = bind(args, kwargs)
+            run = arguments.pop(next(iter(signature.parameters)))
+            keyed = {f"_{n}" if n in unhashed else n: value for n, value in arguments.items()}
+            return cached(run, run_key(run), **keyed)
+
+        @functools.wraps(compute)
+        def result(*args: Any, **kwargs: Any) -> Any:
+            message = what.format(**bind(args, kwargs))
+            return guarded(lambda: unguarded(*args, **kwargs), what=message)
+
+        result.unguarded = unguarded
+        return result
+
+    return decorate
 
 
+@cached_result(
+    "the {split} split of {run.name}",
+    spinner="Collecting the peers' predictions…",
+    locked=True,
+    max_entries=16,
+)
 def agreement(run: analysis.Run, split: str):
     """``(Predictions, AgreementReport)`` of ``run`` on ``split``."""
-    return guarded(
-        lambda: _agreement(run, run_key(run), split), what=f"the {split} split of {run.name}"
-    )
+    preds = probes.collect_predictions(run.model, run.dataset(split))
+    return preds, probes.agreement_report(preds, peer_names=run.peer_names)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _gallery(_run: analysis.Run, key: str, split: str, shown: int):
-    preds, report = _agreement(_run, key, split)
-    picked = report.disagreements[:shown]
-    images, labels = probes.gather_samples(_run.dataset(split), picked)
-    peer_preds = preds.peer_predictions()[:, picked]
-    names, classes = report.peer_names, _run.data.class_names
-    captions = viz.prediction_captions(peer_preds, labels, peer_names=names, class_names=classes)
-    table = pd.DataFrame(
-        {"index": picked.tolist(), "label": labels.tolist()} | dict(zip(names, peer_preds.tolist()))
-    )
-    return viz.image_gallery(images, captions, cols=4), table
-
-
+@cached_result("the disagreement gallery", max_entries=32)
 def disagreement_gallery(run: analysis.Run, split: str, shown: int):
     """``(figure, table)`` of the first ``shown`` samples the peers disagree on (the figure is
     cached too: its many subplots take a while to build)."""
-    return guarded(
-        lambda: _gallery(run, run_key(run), split, shown), what="the disagreement gallery"
-    )
+    preds, report = agreement.unguarded(run, split)
+    picked = report.disagreements[:shown]
+    images, labels = probes.gather_samples(run.dataset(split), picked)
+    peer_preds = preds.peer_predictions()[:, picked]
+    names, classes = report.peer_names, run.data.class_names
+    captions = viz.prediction_captions(peer_preds, labels, peer_names=names, class_names=classes)
+    table = pd.DataFrame(disagreement_columns(picked, labels, peer_preds, names))
+    return viz.image_gallery(images, captions, cols=4), table
 
 
-@st.cache_data(show_spinner="Measuring diversity…", max_entries=16)
-def _diversity(_run: analysis.Run, key: str, split: str) -> probes.DiversityReport:
-    preds, _ = _agreement(_run, key, split)
-    return probes.diversity_report(preds, peer_names=_run.peer_names)
-
-
-def diversity(run: analysis.Run, split: str) -> probes.DiversityReport | None:
+@cached_result("diversity of {run.name}", spinner="Measuring diversity…", max_entries=16)
+def diversity(run: analysis.Run, split: str) -> probes.DiversityReport:
     """Every pairwise diversity measure of ``run`` on ``split``."""
-    return guarded(lambda: _diversity(run, run_key(run), split), what=f"diversity of {run.name}")
+    return probes.compute(run, "diversity", split=split)
 
 
-@st.cache_data(show_spinner="Following the peers through training (one pass per saved epoch)…")
-def _dynamics(_run: analysis.Run, key: str, split: str) -> probes.TrainingDynamics:
-    with _LOCK:
-        return probes.training_dynamics(_run, split=split)
-
-
-def dynamics(run: analysis.Run, split: str) -> probes.TrainingDynamics | None:
+@cached_result(
+    "the checkpoints of {run.name}",
+    spinner="Following the peers through training (one pass per saved epoch)…",
+    locked=True,
+)
+def dynamics(run: analysis.Run, split: str) -> probes.TrainingDynamics:
     """Accuracy and diversity at each saved epoch checkpoint of ``run``."""
-    return guarded(
-        lambda: _dynamics(run, run_key(run), split), what=f"the checkpoints of {run.name}"
-    )
+    return probes.compute(run, "dynamics", split=split)
 
 
-@st.cache_data(show_spinner="Computing CKA between every pair of layers (one pass)…")
-def _cka(_run: analysis.Run, key: str, split: str) -> probes.CKAResult:
-    with _LOCK:  # the suite shares its run-folder cache with `collab analyze`
-        return run_suite(_run, probes=["cka"], split=split)["cka"]
-
-
-def cka(run: analysis.Run, split: str = "test") -> probes.CKAResult | None:
+@cached_result(
+    "CKA of {run.name}",
+    spinner="Computing CKA between every pair of layers (one pass)…",
+    locked=True,
+)
+def cka(run: analysis.Run, split: str = "test") -> probes.CKAResult:
     """Minibatch linear CKA between all probed layers of all peers of ``run``."""
-    return guarded(lambda: _cka(run, run_key(run), split), what=f"CKA of {run.name}")
+    return probes.compute(run, "cka", split=split)
 
 
-@st.cache_data(show_spinner="Matching the peers' filters…")
-def _kernels(_run: analysis.Run, key: str, align_inputs: bool) -> probes.KernelSimilarity:
-    return probes.kernel_similarity(_run.model, align_inputs=align_inputs)
-
-
-def kernels(run: analysis.Run, *, align_inputs: bool = False) -> probes.KernelSimilarity | None:
+@cached_result("the filters of {run.name}", spinner="Matching the peers' filters…", locked=True)
+def kernels(run: analysis.Run, *, align_inputs: bool = False) -> probes.KernelSimilarity:
     """Matched filter similarity between peers and filter redundancy within each."""
-    return guarded(
-        lambda: _kernels(run, run_key(run), align_inputs), what=f"the filters of {run.name}"
+    return probes.compute(run, "kernels", align_inputs=align_inputs)
+
+
+@cached_result("the predictions", locked=True, max_entries=256, unhashed=("image",))
+def predict(run: analysis.Run, image_key: str, image: torch.Tensor):
+    """``(peer_probs (K, C), ensemble_probs (C,))`` of one (C, H, W) image."""
+    preds = probes.collect_predictions(
+        run.model, TensorDataset(image[None], torch.zeros(1, dtype=torch.long))
     )
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _predict(_run: analysis.Run, key: str, image_key: str, _image: torch.Tensor):
-    with _LOCK:
-        preds = probes.collect_predictions(
-            _run.model, TensorDataset(_image[None], torch.zeros(1, dtype=torch.long))
-        )
     return preds.peer_logits[:, 0].softmax(-1), preds.ensemble_logits[0].softmax(-1)
 
 
-def predict(run: analysis.Run, image_key: str, image: torch.Tensor):
-    """``(peer_probs (K, C), ensemble_probs (C,))`` of one (C, H, W) image."""
-    return guarded(lambda: _predict(run, run_key(run), image_key, image), what="the predictions")
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _explain(
-    _run, key: str, image_key: str, _image: torch.Tensor, method: str, target, absolute: bool
-):
-    with _LOCK:
-        images = _image[None]
-        maps = probes.attribute_all_peers(
-            _run.model, images, method=method, target=target, absolute=absolute
-        )
-        curves, auc = probes.deletion_by_peer(_run.model, images, maps, target=target)
-    return maps, curves, auc
-
-
+@cached_result("{method} attributions", locked=True, max_entries=256, unhashed=("image",))
 def explain(
     run: analysis.Run,
     image_key: str,
@@ -155,127 +180,73 @@ def explain(
 
     ``target`` None lets each peer explain its own top-1 class; an int explains that class.
     """
-    return guarded(
-        lambda: _explain(run, run_key(run), image_key, image, method, target, absolute),
-        what=f"{method} attributions",
+    images = image[None]
+    maps = probes.attribute_all_peers(
+        run.model, images, method=method, target=target, absolute=absolute
     )
+    curves, auc = probes.deletion_by_peer(run.model, images, maps, target=target)
+    return maps, curves, auc
 
 
-def summary(div: probes.DiversityReport, cka: probes.CKAResult | None) -> dict[str, float]:
-    """One run's headline numbers, by row name, for a comparison table (NaN when missing)."""
-    rows = {f"accuracy, peer {k}": acc for k, acc in enumerate(div.peer_acc)}
-    rows |= {
-        "accuracy, ensemble": div.ensemble_acc,
-        "accuracy, oracle": div.oracle_acc,
-        "ensemble gain": div.ensemble_gain,
-    }
-    rows |= {f"mean {MEASURES[m].label}": div.mean(m) for m in MEASURES}
-    last = mean_off_diagonal(cka.peer_matrix(-1)) if cka is not None else float("nan")
-    rows["mean CKA between peers, last layer"] = last
-    return rows
-
-
-@st.cache_data(show_spinner="Counting the words of the DCL branches…", max_entries=16)
-def _vocabulary(_run: analysis.Run, key: str, layer: str, limit: int) -> probes.Vocabulary:
-    with _LOCK:
-        return probes.probe_vocabulary(_run.model, _run.dataset("test"), layer=layer, limit=limit)
-
-
-def vocabulary(run: analysis.Run, layer: str, *, limit: int) -> probes.Vocabulary | None:
+@cached_result(
+    "the vocabulary of {layer}",
+    spinner="Counting the words of the DCL branches…",
+    locked=True,
+    max_entries=16,
+)
+def vocabulary(run: analysis.Run, layer: str, *, limit: int) -> probes.Vocabulary:
     """Vocabulary of the DCL layer ``layer`` over the first ``limit`` test images (patches
     included)."""
-    return guarded(
-        lambda: _vocabulary(run, run_key(run), layer, limit), what=f"the vocabulary of {layer}"
-    )
+    return probes.compute(run, "vocabulary", layer=layer, limit=limit)
 
 
-@st.cache_data(show_spinner="Drawing the words' patches…", max_entries=16)
-def _word_gallery(_run: analysis.Run, key: str, layer: str, limit: int, words: int):
-    vocab = _vocabulary(_run, key, layer, limit)
-    n = vocab.top_scores.shape[1]
-    word = torch.arange(words).repeat_interleave(n)
-    positions, boxes = vocab.top_positions[:words].reshape(-1, 2), vocab.top_boxes[:words]
-    table = pd.DataFrame(
-        {
-            "word": [vocab.word_label(int(t)) for t in word],
-            "count": vocab.word_counts[word].numpy(),
-            "rank": torch.arange(1, n + 1).repeat(words).numpy(),
-            "strength": vocab.top_scores[:words].reshape(-1).numpy(),
-            "sample": vocab.top_samples[:words].reshape(-1).numpy(),
-            "row": positions[:, 0].numpy(),
-            "col": positions[:, 1].numpy(),
-        }
-        | {
-            name: boxes[..., i].reshape(-1).numpy()
-            for i, name in enumerate(("x0", "y0", "x1", "y1"))
-        }
-    )
-    return viz.word_gallery(vocab, words=words), table
-
-
+@cached_result("the word gallery", spinner="Drawing the words' patches…", max_entries=16)
 def word_gallery(run: analysis.Run, layer: str, *, limit: int, words: int):
     """``(figure, table)``: patches of the ``words`` most frequent composite words (cached: the
     gallery's many subplots take a while to build); one table row per patch."""
-    return guarded(
-        lambda: _word_gallery(run, run_key(run), layer, limit, words), what="the word gallery"
-    )
+    vocab = vocabulary.unguarded(run, layer, limit=limit)
+    table = pd.DataFrame(word_patch_columns(vocab, words))
+    return viz.word_gallery(vocab, words=words), table
 
 
-@st.cache_data(show_spinner="Counting the peers' words at the same positions…", max_entries=32)
-def _cooccurrence(_run: analysis.Run, key: str, layers: tuple[str, str], limit: int):
-    with _LOCK:
-        return probes.peer_cooccurrence(
-            _run.model, _run.dataset("test"), layers=list(layers), limit=limit
-        )
-
-
+@cached_result(
+    "the co-occurrence of {layers[0]} and {layers[1]}",
+    spinner="Counting the peers' words at the same positions…",
+    locked=True,
+    max_entries=32,
+)
 def cooccurrence(
     run: analysis.Run, layers: tuple[str, str], *, limit: int
-) -> probes.PeerCooccurrence | None:
+) -> probes.PeerCooccurrence:
     """Word (argmax channel) co-occurrence of two layers over the first ``limit`` test images."""
-    return guarded(
-        lambda: _cooccurrence(run, run_key(run), tuple(layers), limit),
-        what=f"the co-occurrence of {layers[0]} and {layers[1]}",
-    )
+    return probes.compute(run, "peer_words", layers=list(layers), limit=limit)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _localize(_run: analysis.Run, key: str, image_key: str, _image: torch.Tensor, peer: int):
-    with _LOCK:
-        return probes.localize(_run.model.peer(peer), _image[None])
-
-
+@cached_result("the localization", locked=True, max_entries=256, unhashed=("image",))
 def localize(
     run: analysis.Run, image_key: str, image: torch.Tensor, *, peer: int
-) -> probes.Localization | None:
+) -> probes.Localization:
     """Class map and ranked boxes of peer ``peer`` on one (C, H, W) image (batch of one)."""
-    return guarded(
-        lambda: _localize(run, run_key(run), image_key, image, peer), what="the localization"
-    )
+    return probes.localize(run.model.peer(peer), image[None])
 
 
-@st.cache_data(show_spinner="Running the early-exit cascade on the test images…", max_entries=16)
-def _cascade(_run: analysis.Run, key: str, peer: int, limit: int) -> probes.CascadeCurve:
-    with _LOCK:
-        return probes.cascade_curve(_run.model.peer(peer), _run.dataset("test"), limit=limit)
-
-
-def cascade(run: analysis.Run, *, peer: int, limit: int) -> probes.CascadeCurve | None:
+@cached_result(
+    "the cascade",
+    spinner="Running the early-exit cascade on the test images…",
+    locked=True,
+    max_entries=16,
+)
+def cascade(run: analysis.Run, *, peer: int, limit: int) -> probes.CascadeCurve:
     """Accuracy against cost of peer ``peer``'s cascade over the first ``limit`` test images."""
-    return guarded(lambda: _cascade(run, run_key(run), peer, limit), what="the cascade")
+    return probes.compute(run, "cascade", peer=peer, limit=limit)
 
 
-@st.cache_data(show_spinner="Scoring the boxes against the true boxes…", max_entries=16)
-def _localization_score(_run: analysis.Run, key: str, peer: int, limit: int):
-    with _LOCK:
-        return probes.score_localization(_run.model.peer(peer), _run.dataset("test"), limit=limit)
-
-
-def localization_score(
-    run: analysis.Run, *, peer: int, limit: int
-) -> probes.LocalizationScore | None:
+@cached_result(
+    "the localization scores",
+    spinner="Scoring the boxes against the true boxes…",
+    locked=True,
+    max_entries=16,
+)
+def localization_score(run: analysis.Run, *, peer: int, limit: int) -> probes.LocalizationScore:
     """Pointing game and IoU of peer ``peer``'s boxes (and random boxes) on ``limit`` test images."""
-    return guarded(
-        lambda: _localization_score(run, run_key(run), peer, limit),
-        what="the localization scores",
-    )
+    return probes.compute(run, "localization", peer=peer, limit=limit)

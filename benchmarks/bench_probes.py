@@ -20,8 +20,8 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import analysis  # noqa: E402
+from analysis.probes import ACTIVATIONS, PROBES, run_suite, spec, unmet  # noqa: E402
 from analysis.probes.shared_pass import run_pass  # noqa: E402
-from analysis.probes.suite import PROBES, run_suite  # noqa: E402
 from benchmarks.common import median_time, setup  # noqa: E402
 
 
@@ -44,13 +44,14 @@ def main() -> None:
                 run.model(x)
 
     dataset = torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
-    pass_probes = [p for p in PROBES.values() if p.consumer is not None and not p.skip(run)]
+    specs = [spec(name) for name in PROBES]
+    pass_probes = [s for s in specs if s.reads == ACTIVATIONS and not unmet(run, s.needs)]
 
     def probes_pass() -> None:
         run_pass(
             run.model,
             dataset,
-            [p.consumer(run, {"split": "test"}) for p in pass_probes],
+            [s.consumer(run.model, dataset, s.options()) for s in pass_probes],
             batch_size=args.batch,
         )
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.models import CollaborativeModel, CollabOutput, create_model
+from analysis.models import CollaborativeModel, CollabOutput, StagedNet, create_model
+from analysis.models.branching import build_nets
 
 
 class DataShape(Protocol):
@@ -53,20 +54,36 @@ class Method:
 
     def build_model(self, model_cfg: Any, data: DataShape) -> nn.Module:
         """Build a :class:`CollaborativeModel` of ``model_cfg.peers`` registered networks."""
+        names, peers = self.peer_networks(model_cfg, data)
+        return CollaborativeModel(
+            peers, mean=data.mean, std=data.std, peer_names=names, ensemble=model_cfg.ensemble
+        )
+
+    def peer_networks(self, model_cfg: Any, data: DataShape) -> tuple[list[str], list[nn.Module]]:
+        """One registered network per peer, built in peer order, and their names ``<arch>#<i>``.
+
+        ``model_cfg.arch`` is one name for all ``model_cfg.peers`` peers or a list, one per peer.
+        """
         arch = model_cfg.arch
-        names = arch if isinstance(arch, list) else [arch] * model_cfg.peers
-        peers = [
+        archs = arch if isinstance(arch, list) else [arch] * model_cfg.peers
+        nets = [
             create_model(
                 name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options
             )
-            for name in names
+            for name in archs
         ]
-        return CollaborativeModel(
-            peers,
-            mean=data.mean,
-            std=data.std,
-            peer_names=[f"{name}#{i}" for i, name in enumerate(names)],
-            ensemble=model_cfg.ensemble,
+        return [f"{name}#{i}" for i, name in enumerate(archs)], nets
+
+    def trunk_copies(self, model_cfg: Any, data: DataShape) -> list[StagedNet]:
+        """``model_cfg.peers`` independently initialised copies of ``model_cfg.arch``, to be cut
+        into a shared trunk and branches (:class:`~analysis.models.shared_trunk.SharedTrunkModel`).
+        """
+        return build_nets(
+            model_cfg.arch,
+            count=model_cfg.peers,
+            num_classes=data.num_classes,
+            in_chans=data.in_chans,
+            **model_cfg.options,
         )
 
     def loss(

@@ -37,7 +37,7 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.methods.base import DataShape, LossParts, Method, MethodOptions, peer_cross_entropy
-from analysis.models import CollabOutput, create_model
+from analysis.models import CollabOutput
 from analysis.models.exits import MultiExitModel
 
 COMBINE_RULES = ("mean_prob", "learned")
@@ -118,14 +118,7 @@ class JointDecision(Method):
 
     def build_model(self, model_cfg: Any, data: DataShape) -> nn.Module:
         opts: JointDecisionOptions = self.options
-        arch = model_cfg.arch
-        names = arch if isinstance(arch, list) else [arch] * model_cfg.peers
-        nets = [
-            create_model(
-                name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options
-            )
-            for name in names
-        ]
+        _, nets = self.peer_networks(model_cfg, data)
         return JointDecisionModel(
             nets,
             combine=opts.combine,

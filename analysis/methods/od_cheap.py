@@ -23,17 +23,26 @@ epoch); ``ensemble_from="students"`` uses the mean of the students' logits (or p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from analysis.errors import CollabError
 from analysis.methods.base import DataShape, LossParts, Method, MethodOptions, peer_cross_entropy
-from analysis.models import CollabOutput, Normalize, PeerModule, combine_logits, create_model
+from analysis.models import CollabOutput
+from analysis.models.online_teacher import FusionTeacher, OnlineTeacherModel, map_and_logits
+
+# The model classes are re-exported from their former home.
+__all__ = [
+    "FusionTeacher",
+    "ODCheap",
+    "ODCheapOptions",
+    "OnlineTeacherModel",
+    "distill_kl",
+    "map_and_logits",
+]
 
 
 @dataclass
@@ -48,101 +57,6 @@ class ODCheapOptions(MethodOptions):
     temperature: float = 4.0
     detach_teacher: bool = False
     ensemble_from: Literal["teacher", "students"] = "teacher"
-
-
-def map_and_logits(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A StagedNet's last feature map (B, C, h, w) (``avgpool``'s input) and logits (B, classes)."""
-    names = net.feature_names
-    if "avgpool" not in names:
-        raise CollabError(
-            f"{type(net).__name__} has no 'avgpool' stage; "
-            "od_cheap needs a pooled StagedNet student"
-        )
-    cut = names.index("avgpool")
-    for name in names[:cut]:
-        x = net._modules[name](x)
-    fmap = x
-    for name in names[cut:]:
-        x = net._modules[name](x)
-    return fmap, net.fc(net.dropout(x))
-
-
-class FusionTeacher(nn.Module):
-    """Concatenated student maps (B, ΣC, h, w) -> BN -> ReLU -> pool -> fc -> (B, classes)."""
-
-    def __init__(self, channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.fc = nn.Linear(channels, num_classes)
-
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.flatten(self.avgpool(self.relu(self.bn(maps)))))
-
-
-class OnlineTeacherModel(nn.Module):
-    """K students plus the online fusion teacher; ``peer(i)`` is student i alone.
-
-    ``forward(x)`` takes one batch (B, C, H, W) in [0, 1] and runs each student once; returns
-    ``CollabOutput(peer_logits (K, B, classes), ensemble_logits (B, classes),
-    extras={"teacher_logits": (B, classes)})``.
-    """
-
-    def __init__(
-        self,
-        students: Sequence[nn.Module],
-        *,
-        num_classes: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        peer_names: Sequence[str] | None = None,
-        ensemble: str = "logit_mean",
-        ensemble_from: str = "teacher",
-    ) -> None:
-        super().__init__()
-        if len(students) < 1:
-            raise ValueError("online distillation needs at least one student")
-        if ensemble_from not in ("teacher", "students"):
-            raise ValueError(
-                f"unknown ensemble_from {ensemble_from!r}; use 'teacher' or 'students'"
-            )
-        self.normalize = Normalize(mean, std)
-        self.peers = nn.ModuleList(students)
-        self.teacher = FusionTeacher(sum(s.feature_dim for s in students), num_classes)
-        self.peer_names = list(peer_names or [f"student{i}" for i in range(len(students))])
-        self.ensemble = ensemble
-        self.ensemble_from = ensemble_from
-        combine_logits(torch.zeros(1, 1, 2), ensemble)  # validate the rule early
-
-    @property
-    def num_peers(self) -> int:
-        return len(self.peers)
-
-    def peer(self, i: int) -> nn.Module:
-        """Student ``i`` as a plain module: images in [0, 1] -> logits."""
-        return PeerModule(self.normalize, self.peers[i])
-
-    def peer_prefix(self, i: int) -> str:
-        return f"peers.{i}."
-
-    def forward(self, x: torch.Tensor) -> CollabOutput:
-        if x.dim() != 4:
-            raise ValueError(f"expected one batch (B, C, H, W), got shape {tuple(x.shape)}")
-        x = self.normalize(x)
-        maps, logits = zip(*(map_and_logits(net, x) for net in self.peers))
-        if len({m.shape[-2:] for m in maps}) > 1:
-            raise CollabError(
-                "the students' last feature maps differ in size; use students of one family"
-            )
-        teacher_logits = self.teacher(torch.cat(maps, dim=1))
-        peer_logits = torch.stack(logits)
-        if self.ensemble_from == "teacher":
-            ensemble = teacher_logits
-        else:
-            ensemble = combine_logits(peer_logits, self.ensemble)
-        return CollabOutput(peer_logits, ensemble, {"teacher_logits": teacher_logits})
 
 
 def distill_kl(
@@ -165,20 +79,13 @@ class ODCheap(Method):
 
     def build_model(self, model_cfg: Any, data: DataShape) -> OnlineTeacherModel:
         """K students of ``model_cfg.arch`` (one name or one per student) + the fusion teacher."""
-        arch = model_cfg.arch
-        names = arch if isinstance(arch, list) else [arch] * model_cfg.peers
-        students = [
-            create_model(
-                name, num_classes=data.num_classes, in_chans=data.in_chans, **model_cfg.options
-            )
-            for name in names
-        ]
+        names, students = self.peer_networks(model_cfg, data)
         return OnlineTeacherModel(
             students,
             num_classes=data.num_classes,
             mean=data.mean,
             std=data.std,
-            peer_names=[f"{name}#{i}" for i, name in enumerate(names)],
+            peer_names=names,
             ensemble=model_cfg.ensemble,
             ensemble_from=self.options.ensemble_from,
         )

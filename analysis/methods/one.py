@@ -15,7 +15,7 @@ from torch import nn
 
 from analysis.methods.base import DataShape, LossParts, Method, MethodOptions, peer_cross_entropy
 from analysis.models import CollabOutput
-from analysis.models.shared_trunk import SharedTrunkModel, build_nets
+from analysis.models.shared_trunk import SharedTrunkModel
 
 
 @dataclass
@@ -93,13 +93,7 @@ class ONE(Method):
     def build_model(self, model_cfg: Any, data: DataShape) -> ONEModel:
         opts: ONEOptions = self.options
         k = model_cfg.peers
-        nets = build_nets(
-            model_cfg.arch,
-            count=k,
-            num_classes=data.num_classes,
-            in_chans=data.in_chans,
-            **model_cfg.options,
-        )
+        nets = self.trunk_copies(model_cfg, data)
         return ONEModel(
             nets,
             gate=opts.gate,

@@ -4,6 +4,9 @@
 build them through :func:`create_model`, which checks the options. Every registered network
 is a :class:`StagedNet`: it exposes ``probe_layers``, ``feature_dim``, ``forward_features``
 and a linear ``fc`` head. The family modules are imported here so that they register.
+
+Collaborative containers (K peers behind one input normalization, ``forward`` returning a
+:class:`CollabOutput`) all extend :class:`PeerContainer`.
 """
 
 from analysis.models import (  # noqa: F401  (registration)
@@ -18,7 +21,8 @@ from analysis.models import (  # noqa: F401  (registration)
     wrn,
 )
 from analysis.models.base import StagedNet
-from analysis.models.collaborative import CollaborativeModel, Normalize, PeerModule
+from analysis.models.collaborative import CollaborativeModel
+from analysis.models.container import Normalize, PeerContainer, PeerModule, SeparatePeers
 from analysis.models.factory import MODELS, count_parameters, create_model, model_options
 from analysis.models.output import CollabOutput, combine_logits
 
@@ -27,7 +31,9 @@ __all__ = [
     "CollabOutput",
     "CollaborativeModel",
     "Normalize",
+    "PeerContainer",
     "PeerModule",
+    "SeparatePeers",
     "StagedNet",
     "combine_logits",
     "count_parameters",

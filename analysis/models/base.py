@@ -66,6 +66,41 @@ class StagedNet(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
+# The main stages of the three-stage CIFAR networks (ResNet, cheap ResNet, WRN, ResNeXt).
+CIFAR_PROBE_LAYERS = ("conv1", "layer1", "layer2", "layer3")
+# (width multiplier, stride) of the three stages of a CIFAR ResNet (He et al. 2016, 4.2).
+CIFAR_STAGE_PLAN = ((1, 1), (2, 2), (4, 2))
+
+
+def cifar_stem(in_chans: int, width: int) -> dict[str, nn.Module]:
+    """The stages ``conv1`` (3x3, no bias), ``bn1``, ``relu``: (B, in, H, W) -> (B, width, H, W)."""
+    return {
+        "conv1": nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
+        "bn1": nn.BatchNorm2d(width),
+        "relu": nn.ReLU(),
+    }
+
+
+def pooled_classifier(
+    features: Mapping[str, nn.Module],
+    *,
+    chans: int,
+    num_classes: int,
+    probe_layers: Sequence[str],
+    dropout: float = 0.0,
+) -> StagedNet:
+    """``features`` (ending in ``chans`` channels), global pooling and a linear ``fc``, with
+    :func:`init_weights` applied: a :class:`StagedNet` (B, in_chans, H, W) -> (B, num_classes)."""
+    net = StagedNet(
+        {**features, **global_pool()},
+        nn.Linear(chans, num_classes),
+        probe_layers=probe_layers,
+        dropout=dropout,
+    )
+    init_weights(net)
+    return net
+
+
 def global_pool() -> dict[str, nn.Module]:
     """The ``avgpool`` + ``flatten`` tail shared by all families: (B, C, H, W) -> (B, C)."""
     return {"avgpool": nn.AdaptiveAvgPool2d(1), "flatten": nn.Flatten(1)}

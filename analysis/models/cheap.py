@@ -35,9 +35,15 @@ import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.models.base import StagedNet, global_pool, init_weights
-from analysis.models.cifar_resnet import blocks_per_stage
-from analysis.models.factory import MODELS
+from analysis.models.base import (
+    CIFAR_PROBE_LAYERS,
+    CIFAR_STAGE_PLAN,
+    StagedNet,
+    cifar_stem,
+    pooled_classifier,
+)
+from analysis.models.cifar_resnet import blocks_per_stage, shortcut
+from analysis.models.factory import register_variant
 
 CHEAP_OPS = ("shift", "depthwise", "group")
 # (dy, dx) moves of the 9 shift groups; the content of group i moves down dy and right dx.
@@ -128,12 +134,7 @@ class CheapBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 1, stride=stride, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu2 = nn.ReLU()
-        if stride == 1 and in_chans == planes:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_chans, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
+        self.shortcut = shortcut(in_chans, planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(self.op1(x))))
@@ -143,9 +144,9 @@ class CheapBlock(nn.Module):
 
 def cheap_resnet_net(
     *,
-    depth: int,
     num_classes: int,
     in_chans: int = 3,
+    depth: int = 20,
     width: int = 16,
     op: str = "shift",
     groups: int = 4,
@@ -167,13 +168,9 @@ def cheap_resnet_net(
         )
     if op not in CHEAP_OPS:
         raise CollabError(f"unknown cheap op {op!r}; use op='shift', 'depthwise' or 'group'")
-    features: dict[str, nn.Module] = {
-        "conv1": nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
-        "bn1": nn.BatchNorm2d(width),
-        "relu": nn.ReLU(),
-    }
+    features = cifar_stem(in_chans, width)
     chans = width
-    for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2)], start=1):
+    for i, (mult, stride) in enumerate(CIFAR_STAGE_PLAN, start=1):
         blocks = []
         for j in range(n):
             blocks.append(
@@ -183,68 +180,25 @@ def cheap_resnet_net(
             )
             chans = width * mult
         features[f"layer{i}"] = nn.Sequential(*blocks)
-    features.update(global_pool())
-    net = StagedNet(
+    return pooled_classifier(
         features,
-        nn.Linear(chans, num_classes),
-        probe_layers=["conv1", "layer1", "layer2", "layer3"],
+        chans=chans,
+        num_classes=num_classes,
+        probe_layers=CIFAR_PROBE_LAYERS,
         dropout=dropout,
     )
-    init_weights(net)
-    return net
-
-
-def _variant(depth: int):
-    """A registered builder for one depth, with every option keyword-only and inspectable."""
-
-    def build(
-        *,
-        num_classes: int,
-        in_chans: int = 3,
-        width: int = 16,
-        op: str = "shift",
-        groups: int = 4,
-        dropout: float = 0.0,
-    ) -> nn.Module:
-        return cheap_resnet_net(
-            depth=depth,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            width=width,
-            op=op,
-            groups=groups,
-            dropout=dropout,
-        )
-
-    build.__name__ = f"cheap_resnet{depth}"
-    build.__doc__ = (
-        f"Cheap CIFAR ResNet-{depth} (shift / depthwise / group 3x3); see cheap_resnet_net."
-    )
-    return build
 
 
 for _depth in (8, 20, 56):
-    MODELS.register(f"cheap_resnet{_depth}")(_variant(_depth))
-
-
-@MODELS.register("cheap_resnet")
-def cheap_resnet(
-    *,
-    num_classes: int,
-    in_chans: int = 3,
-    depth: int = 20,
-    width: int = 16,
-    op: str = "shift",
-    groups: int = 4,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """A cheap CIFAR ResNet of any valid depth, e.g. ``depth=110, op="depthwise"``."""
-    return cheap_resnet_net(
-        depth=depth,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        width=width,
-        op=op,
-        groups=groups,
-        dropout=dropout,
+    register_variant(
+        f"cheap_resnet{_depth}",
+        cheap_resnet_net,
+        doc=f"Cheap CIFAR ResNet-{_depth} (shift / depthwise / group 3x3); see cheap_resnet_net.",
+        fixed={"depth": _depth},
     )
+# Registered after its variants (the registry iterates in registration order).
+cheap_resnet = register_variant(
+    "cheap_resnet",
+    cheap_resnet_net,
+    doc='A cheap CIFAR ResNet of any valid depth, e.g. ``depth=110, op="depthwise"``.',
+)

@@ -22,13 +22,19 @@ import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.models.base import StagedNet, global_pool, init_weights
-from analysis.models.factory import MODELS
+from analysis.models.base import (
+    CIFAR_PROBE_LAYERS,
+    CIFAR_STAGE_PLAN,
+    StagedNet,
+    cifar_stem,
+    pooled_classifier,
+)
+from analysis.models.factory import register_variant
 
 BLOCK_TYPES = ("basic", "bottleneck")
 
 
-def _shortcut(in_chans: int, out_chans: int, stride: int) -> nn.Module:
+def shortcut(in_chans: int, out_chans: int, stride: int) -> nn.Module:
     """Identity, or 1x1 conv + BN when the block changes the shape."""
     if stride == 1 and in_chans == out_chans:
         return nn.Identity()
@@ -49,7 +55,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu1 = nn.ReLU()
-        self.shortcut = _shortcut(in_chans, planes, stride)
+        self.shortcut = shortcut(in_chans, planes, stride)
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +80,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_chans)
         self.relu1 = nn.ReLU()
         self.relu2 = nn.ReLU()
-        self.shortcut = _shortcut(in_chans, out_chans, stride)
+        self.shortcut = shortcut(in_chans, out_chans, stride)
         self.relu3 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,9 +115,9 @@ def _stage(block_cls: type, in_chans: int, planes: int, n: int, stride: int) -> 
 
 def cifar_resnet_net(
     *,
-    depth: int,
     num_classes: int,
     in_chans: int = 3,
+    depth: int = 20,
     width: int = 16,
     block: str = "basic",
     dropout: float = 0.0,
@@ -128,74 +134,41 @@ def cifar_resnet_net(
     if width < 1:
         raise CollabError(f"ResNet width must be a positive integer, got {width}; use e.g. 16")
     block_cls = BasicBlock if block == "basic" else Bottleneck
-    features: dict[str, nn.Module] = {
-        "conv1": nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
-        "bn1": nn.BatchNorm2d(width),
-        "relu": nn.ReLU(),
-    }
+    features = cifar_stem(in_chans, width)
     chans = width
-    for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2)], start=1):
+    for i, (mult, stride) in enumerate(CIFAR_STAGE_PLAN, start=1):
         features[f"layer{i}"] = _stage(block_cls, chans, width * mult, n, stride)
         chans = width * mult * block_cls.expansion
-    features.update(global_pool())
-    net = StagedNet(
+    return pooled_classifier(
         features,
-        nn.Linear(chans, num_classes),
-        probe_layers=["conv1", "layer1", "layer2", "layer3"],
-        dropout=dropout,
-    )
-    init_weights(net)
-    return net
-
-
-def _variant(depth: int, default_block: str):
-    """A registered builder for one depth, with every option keyword-only and inspectable."""
-
-    def build(
-        *,
-        num_classes: int,
-        in_chans: int = 3,
-        width: int = 16,
-        block: str = default_block,
-        dropout: float = 0.0,
-    ) -> nn.Module:
-        return cifar_resnet_net(
-            depth=depth,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            width=width,
-            block=block,
-            dropout=dropout,
-        )
-
-    build.__name__ = f"resnet{depth}"
-    build.__doc__ = (
-        f"CIFAR ResNet-{depth} ({default_block} blocks by default); see cifar_resnet_net."
-    )
-    return build
-
-
-for _depth in (8, 20, 32, 44, 56, 110):
-    MODELS.register(f"resnet{_depth}")(_variant(_depth, "basic"))
-MODELS.register("resnet164")(_variant(164, "bottleneck"))
-
-
-@MODELS.register("cifar_resnet")
-def cifar_resnet(
-    *,
-    num_classes: int,
-    in_chans: int = 3,
-    depth: int = 20,
-    width: int = 16,
-    block: str = "basic",
-    dropout: float = 0.0,
-) -> nn.Module:
-    """A CIFAR ResNet of any valid depth, e.g. ``depth=110, block="bottleneck"``."""
-    return cifar_resnet_net(
-        depth=depth,
+        chans=chans,
         num_classes=num_classes,
-        in_chans=in_chans,
-        width=width,
-        block=block,
+        probe_layers=CIFAR_PROBE_LAYERS,
         dropout=dropout,
     )
+
+
+# The registered depths and their default block: ResNet-164 is He et al.'s bottleneck network.
+DEPTH_BLOCKS = {
+    8: "basic",
+    20: "basic",
+    32: "basic",
+    44: "basic",
+    56: "basic",
+    110: "basic",
+    164: "bottleneck",
+}
+for _depth, _block in DEPTH_BLOCKS.items():
+    register_variant(
+        f"resnet{_depth}",
+        cifar_resnet_net,
+        doc=f"CIFAR ResNet-{_depth} ({_block} blocks by default); see cifar_resnet_net.",
+        fixed={"depth": _depth},
+        defaults={"block": _block},
+    )
+# Registered after its variants (the registry iterates in registration order).
+cifar_resnet = register_variant(
+    "cifar_resnet",
+    cifar_resnet_net,
+    doc='A CIFAR ResNet of any valid depth, e.g. ``depth=110, block="bottleneck"``.',
+)

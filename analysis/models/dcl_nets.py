@@ -28,10 +28,17 @@ import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.models.base import StagedNet, conv_bn_relu, global_pool, init_weights
-from analysis.models.cifar_resnet import BasicBlock, _shortcut
+from analysis.models.base import (
+    CIFAR_PROBE_LAYERS,
+    CIFAR_STAGE_PLAN,
+    StagedNet,
+    cifar_stem,
+    conv_bn_relu,
+    pooled_classifier,
+)
+from analysis.models.cifar_resnet import BasicBlock, shortcut
 from analysis.models.dcl import DCLConv, auto_branch_width, check_fusion
-from analysis.models.factory import MODELS
+from analysis.models.factory import register_variant
 from analysis.models.vgg import CONFIGS
 
 
@@ -89,11 +96,11 @@ def _finish(
     dropout: float,
 ) -> StagedNet:
     """Global pool + fc, ``dcl_layers`` found by type, probe layers = stages + DCL layers."""
-    features.update(global_pool())
-    net = StagedNet(features, nn.Linear(chans, num_classes), probe_layers=stages, dropout=dropout)
+    net = pooled_classifier(
+        features, chans=chans, num_classes=num_classes, probe_layers=stages, dropout=dropout
+    )
     net.dcl_layers = [name for name, m in net.named_modules() if isinstance(m, DCLConv)]
     net.probe_layers = [*stages, *net.dcl_layers]
-    init_weights(net)
     return net
 
 
@@ -131,7 +138,7 @@ class DCLBasicBlock(nn.Module):
         self.dcl = spec.module(in_chans, planes, stride=stride)
         self.conv2 = nn.Conv2d(self.dcl.out_chans, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = _shortcut(in_chans, planes, stride)
+        self.shortcut = shortcut(in_chans, planes, stride)
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,13 +159,9 @@ def dcl_resnet8_net(
     if width < 1:
         raise CollabError(f"ResNet width must be a positive integer, got {width}; use e.g. 16")
     chosen = parse_stages(dcl_stages, 3)
-    features: dict[str, nn.Module] = {
-        "conv1": nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
-        "bn1": nn.BatchNorm2d(width),
-        "relu": nn.ReLU(),
-    }
+    features = cifar_stem(in_chans, width)
     chans = width
-    for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2)], start=1):
+    for i, (mult, stride) in enumerate(CIFAR_STAGE_PLAN, start=1):
         planes = width * mult
         block = (
             DCLBasicBlock(chans, planes, stride=stride, spec=spec)
@@ -167,43 +170,13 @@ def dcl_resnet8_net(
         )
         features[f"layer{i}"] = nn.Sequential(block)
         chans = planes
-    stages = ["conv1", "layer1", "layer2", "layer3"]
+    stages = list(CIFAR_PROBE_LAYERS)
     return _finish(features, chans, num_classes, stages=stages, dropout=dropout)
 
 
-@MODELS.register("dcl_vgg8")
-def dcl_vgg8(
+def dcl_net(
     *,
-    num_classes: int,
-    in_chans: int = 3,
-    width: int = 64,
-    branches: int = 2,
-    fusion: str = "product",
-    branch_width: int = 0,
-    dcl_stages: str | int = "last",
-    dropout: float = 0.0,
-) -> nn.Module:
-    """VGG-8 (stages width x [1], [2], [4], [8, 8]) with DCL convs in the last stage by default.
-
-    At width 64, K = 2, ``product``: 2,735,178 parameters for 10 classes, RGB (vgg8: 3,917,386).
-    """
-    if width < 1:
-        raise CollabError(f"VGG width must be a positive integer, got {width}; use e.g. 64")
-    stages = [[max(1, c * width // 64) for c in stage] for stage in CONFIGS["vgg8"]]
-    spec = _spec(branches, fusion, branch_width)
-    return dcl_vgg_net(
-        stages,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        spec=spec,
-        dcl_stages=dcl_stages,
-        dropout=dropout,
-    )
-
-
-@MODELS.register("dcl_resnet8")
-def dcl_resnet8(
-    *,
+    base: str,
     num_classes: int,
     in_chans: int = 3,
     width: int = 16,
@@ -213,16 +186,51 @@ def dcl_resnet8(
     dcl_stages: str | int = "last",
     dropout: float = 0.0,
 ) -> nn.Module:
-    """CIFAR ResNet-8 (stages width, 2*width, 4*width) whose last block's first conv is DCL.
+    """Network ``base`` (``vgg8`` or ``resnet8``) with DCL modules in ``dcl_stages``.
+
+    The options are those of the module docstring; ``width`` is VGG's first-stage width
+    (64 in ``vgg8``) or the ResNet's stem width (16 in ``resnet8``).
+    """
+    if base == "vgg8":
+        if width < 1:
+            raise CollabError(f"VGG width must be a positive integer, got {width}; use e.g. 64")
+        stages = [[max(1, c * width // 64) for c in stage] for stage in CONFIGS["vgg8"]]
+        return dcl_vgg_net(
+            stages,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            spec=_spec(branches, fusion, branch_width),
+            dcl_stages=dcl_stages,
+            dropout=dropout,
+        )
+    if base == "resnet8":
+        return dcl_resnet8_net(
+            num_classes=num_classes,
+            in_chans=in_chans,
+            width=width,
+            spec=_spec(branches, fusion, branch_width),
+            dcl_stages=dcl_stages,
+            dropout=dropout,
+        )
+    raise CollabError(f"no DCL variant of {base!r}; use base='vgg8' or 'resnet8'")
+
+
+dcl_vgg8 = register_variant(
+    "dcl_vgg8",
+    dcl_net,
+    doc="""VGG-8 (stages width x [1], [2], [4], [8, 8]) with DCL convs in the last stage by default.
+
+    At width 64, K = 2, ``product``: 2,735,178 parameters for 10 classes, RGB (vgg8: 3,917,386).
+    """,
+    fixed={"base": "vgg8"},
+    defaults={"width": 64},
+)
+dcl_resnet8 = register_variant(
+    "dcl_resnet8",
+    dcl_net,
+    doc="""CIFAR ResNet-8 (stages width, 2*width, 4*width) whose last block's first conv is DCL.
 
     At width 16, K = 2, ``product``: 59,610 parameters for 10 classes, RGB (resnet8: 78,042).
-    """
-    spec = _spec(branches, fusion, branch_width)
-    return dcl_resnet8_net(
-        num_classes=num_classes,
-        in_chans=in_chans,
-        width=width,
-        spec=spec,
-        dcl_stages=dcl_stages,
-        dropout=dropout,
-    )
+    """,
+    fixed={"base": "resnet8"},
+)

@@ -26,8 +26,8 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.models.base import StagedNet
-from analysis.models.collaborative import Normalize, PeerModule
-from analysis.models.output import CollabOutput, combine_logits
+from analysis.models.container import PeerContainer, PeerModule
+from analysis.models.output import CollabOutput
 
 # The final exit of each network is named after its classifier.
 FINAL_EXIT = "fc"
@@ -60,16 +60,14 @@ class ExitHead(nn.Module):
         return self.fc(self.flatten(self.pool(self.relu(self.bn(self.conv(fmap))))))
 
 
-class ExitPeer(nn.Module):
+class ExitPeer(PeerModule):
     """One early exit as a plain module: images (B, C, H, W) in [0, 1] -> logits (B, C').
 
     Runs the network's stages up to and including ``stage``, then the exit head.
     """
 
     def __init__(self, normalize: nn.Module, net: StagedNet, stage: str, head: nn.Module) -> None:
-        super().__init__()
-        self.normalize = normalize
-        self.net = net
+        super().__init__(normalize, net)
         self.stage = stage
         self.head = head
 
@@ -105,7 +103,7 @@ def stage_channels(net: StagedNet, *, in_chans: int) -> dict[str, int]:
     return channels
 
 
-class MultiExitModel(nn.Module):
+class MultiExitModel(PeerContainer):
     """Networks with early exits; forward returns every exit's logits as a peer.
 
     Args:
@@ -137,24 +135,33 @@ class MultiExitModel(nn.Module):
         std: Sequence[float],
         ensemble: str = "logit_mean",
     ) -> None:
-        super().__init__()
         if len(nets) < 1:
             raise ValueError("a multi-exit model needs at least one network")
-        if ensemble not in ENSEMBLE_RULES:
-            raise CollabError(
-                f"unknown ensemble rule {ensemble!r}; use one of {', '.join(ENSEMBLE_RULES)}"
-            )
-        self.normalize = Normalize(mean, std)
+        exits_after = list(exits_after)
+        exit_nets = [n for n in range(len(nets)) for _ in range(len(exits_after) + 1)]
+        exit_stages = [*exits_after, FINAL_EXIT] * len(nets)
+        super().__init__(
+            num_peers=len(exit_nets),
+            mean=mean,
+            std=std,
+            peer_names=[f"net{n}/{s}" for n, s in zip(exit_nets, exit_stages)],
+            ensemble=ensemble,
+        )
         self.nets = nn.ModuleList(nets)
-        self.exits_after = list(exits_after)
-        self.ensemble = ensemble
+        self.exits_after = exits_after
         self.heads = nn.ModuleList(
             self._build_heads(net, n, num_classes=num_classes, in_chans=in_chans)
             for n, net in enumerate(nets)
         )
-        self.exit_nets = [n for n in range(len(nets)) for _ in range(len(self.exits_after) + 1)]
-        self.exit_stages = [*self.exits_after, FINAL_EXIT] * len(nets)
-        self.peer_names = [f"net{n}/{s}" for n, s in zip(self.exit_nets, self.exit_stages)]
+        self.exit_nets = exit_nets
+        self.exit_stages = exit_stages
+
+    def check_ensemble(self, rule: str) -> None:
+        """Raise unless ``rule`` is one of :data:`ENSEMBLE_RULES` (``final`` included)."""
+        if rule not in ENSEMBLE_RULES:
+            raise CollabError(
+                f"unknown ensemble rule {rule!r}; use one of {', '.join(ENSEMBLE_RULES)}"
+            )
 
     def _build_heads(
         self, net: StagedNet, n: int, *, num_classes: int, in_chans: int
@@ -175,10 +182,6 @@ class MultiExitModel(nn.Module):
                 f"list them as they run, from: {', '.join(channels)}"
             )
         return nn.ModuleDict({s: ExitHead(channels[s], num_classes) for s in self.exits_after})
-
-    @property
-    def num_peers(self) -> int:
-        return len(self.peer_names)
 
     def peer(self, i: int) -> nn.Module:
         """Exit ``i`` as a plain module: images in [0, 1] -> logits (stem up to the exit + head)."""
@@ -225,14 +228,11 @@ class MultiExitModel(nn.Module):
         if self.ensemble == "final":
             finals = [k for k, s in enumerate(self.exit_stages) if s == FINAL_EXIT]
             return peer_logits[finals].mean(dim=0)
-        return combine_logits(peer_logits, self.ensemble)
+        return super().combine(peer_logits)
 
     def forward(self, x: torch.Tensor) -> CollabOutput:
         """(B, C, H, W) images -> CollabOutput; ``extras["pooled/<peer name>"]`` per exit."""
-        if x.dim() != 4:
-            raise ValueError(
-                f"a multi-exit model takes (B, C, H, W) images, got shape {tuple(x.shape)}"
-            )
+        self.check_batch(x)
         logits, pooled = self.forward_exits(x)
         extras = {f"pooled/{name}": p for name, p in zip(self.peer_names, pooled)}
         return CollabOutput(logits, self.combine(logits), extras)

@@ -8,6 +8,7 @@ its options spelled out as keyword-only arguments, so :func:`model_options` can 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -43,6 +44,55 @@ def model_options(name: str) -> dict[str, Any]:
         for p in params
         if p.name not in _COMMON and p.kind is not inspect.Parameter.VAR_KEYWORD
     }
+
+
+def register_variant(
+    name: str,
+    builder: Callable[..., nn.Module],
+    *,
+    doc: str,
+    fixed: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    registry: Registry = MODELS,
+) -> Callable[..., nn.Module]:
+    """Register ``name`` as ``builder`` with some options fixed and others given new defaults.
+
+    The variant's signature is the builder's less the ``fixed`` options, returning
+    ``nn.Module`` like every registered builder, so :func:`model_options` and
+    :func:`create_model` list and check it like any builder.
+
+    Example:
+        ``register_variant("resnet164", cifar_resnet_net, doc=..., fixed={"depth": 164},
+        defaults={"block": "bottleneck"})`` registers ``resnet164(*, num_classes,
+        in_chans=3, width=16, block="bottleneck", dropout=0.0)`` in :data:`MODELS`
+        (or in ``registry``).
+
+    Returns:
+        The registered variant, a keyword-only function.
+    """
+    fixed, defaults = dict(fixed or {}), dict(defaults or {})
+    signature = inspect.signature(builder, eval_str=True)
+    unknown = sorted((fixed.keys() | defaults.keys()) - signature.parameters.keys())
+    if unknown:
+        raise ValueError(f"{builder.__name__} has no options {unknown} to fix or default")
+    signature = signature.replace(
+        parameters=[
+            p.replace(default=defaults.get(p.name, p.default))
+            for p in signature.parameters.values()
+            if p.name not in fixed
+        ],
+        return_annotation=nn.Module,
+    )
+
+    def variant(**options: Any) -> nn.Module:
+        bound = signature.bind(**options)
+        bound.apply_defaults()
+        return builder(*bound.args, **bound.kwargs, **fixed)
+
+    variant.__name__ = variant.__qualname__ = name
+    variant.__doc__ = doc
+    variant.__signature__ = signature
+    return registry.register(name)(variant)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

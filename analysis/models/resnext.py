@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.models.base import StagedNet, global_pool, init_weights
-from analysis.models.factory import MODELS
+from analysis.models.base import CIFAR_PROBE_LAYERS, StagedNet, pooled_classifier
+from analysis.models.factory import register_variant
 
 STAGE_OUT = (256, 512, 1024)
 
@@ -116,32 +116,18 @@ def resnext_net(
             )
             chans = out_chans
         features[f"layer{i}"] = nn.Sequential(*blocks)
-    features.update(global_pool())
-    net = StagedNet(
+    return pooled_classifier(
         features,
-        nn.Linear(chans, num_classes),
-        probe_layers=["conv1", "layer1", "layer2", "layer3"],
-        dropout=dropout,
-    )
-    init_weights(net)
-    return net
-
-
-@MODELS.register("resnext29")
-def resnext29(
-    *,
-    num_classes: int,
-    in_chans: int = 3,
-    cardinality: int = 8,
-    base_width: int = 64,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """ResNeXt-29 ``cardinality`` x ``base_width``d (default 8x64d, 34.4M parameters)."""
-    return resnext_net(
-        depth=29,
+        chans=chans,
         num_classes=num_classes,
-        in_chans=in_chans,
-        cardinality=cardinality,
-        base_width=base_width,
+        probe_layers=CIFAR_PROBE_LAYERS,
         dropout=dropout,
     )
+
+
+resnext29 = register_variant(
+    "resnext29",
+    resnext_net,
+    doc="ResNeXt-29 ``cardinality`` x ``base_width``d (default 8x64d, 34.4M parameters).",
+    fixed={"depth": 29},
+)

@@ -1,21 +1,19 @@
 """One trunk, a tree of branches, K heads: the wiring of ONE, CL-ILR and MCL-OKD.
 
 A :class:`SharedTrunkModel` is cut out of K independently initialised copies of any registered
-:class:`~analysis.models.base.StagedNet`. A *split spec* ``[(stage, n), ...]`` says where the
-graph forks: after ``stage`` every node splits into ``n`` children. ``[("layer1", 3)]`` is one
-trunk with three branches (ONE, MCL-OKD); ``[("layer1", 2), ("layer2", 2)]`` is the binary tree
-of Song & Chai's 4-head CL-ILR. The leaves (heads) are enumerated depth first, 0..K-1, with
-K = the product of the ``n``.
+:class:`~analysis.models.base.StagedNet` by a *split spec* ``[(stage, n), ...]`` (see
+:mod:`analysis.models.branching`): ``[("layer1", 3)]`` is one trunk with three branches (ONE,
+MCL-OKD); ``[("layer1", 2), ("layer2", 2)]`` is the binary tree of Song & Chai's 4-head CL-ILR.
+The heads are the leaves, enumerated depth first.
 
 Module paths stay readable for probes: ``trunk.layer1``, ``branches.0.layer2`` and, one level
-down, ``branches.0.branches.1.layer3``; a leaf also owns ``dropout`` and ``fc``. The trunk comes
-from copy 0, leaf h from copy h, and an inner node from the copy of its first leaf.
+down, ``branches.0.branches.1.layer3``; a leaf also owns ``dropout`` and ``fc``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,11 +21,9 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.models.base import StagedNet
-from analysis.models.collaborative import Normalize, PeerModule
-from analysis.models.factory import create_model
-from analysis.models.output import CollabOutput, combine_logits
-
-SplitSpec = Sequence[tuple[str, int]]
+from analysis.models.branching import SplitSpec, build_nets, cut_tree, leaf_paths
+from analysis.models.container import PeerContainer, PeerModule
+from analysis.models.output import CollabOutput
 
 
 class GradRescale(torch.autograd.Function):
@@ -48,119 +44,7 @@ def rescale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
     return GradRescale.apply(x, scale)
 
 
-class Segment(nn.Module):
-    """Consecutive feature stages of one network copy, under their original names.
-
-    Args:
-        stages: ordered name -> module (e.g. ``{"layer2": ...}``), applied in order.
-    """
-
-    def __init__(self, stages: Mapping[str, nn.Module]) -> None:
-        super().__init__()
-        for name, module in stages.items():
-            self.add_module(name, module)
-        self.stage_names: tuple[str, ...] = tuple(stages)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name in self.stage_names:
-            x = self._modules[name](x)
-        return x
-
-
-class Branch(Segment):
-    """A tree node: its own stages, then child ``branches`` or a head (``dropout``, ``fc``)."""
-
-    def __init__(
-        self,
-        stages: Mapping[str, nn.Module],
-        *,
-        children: Sequence[Branch] = (),
-        head: StagedNet | None = None,
-    ) -> None:
-        super().__init__(stages)
-        if (head is None) == (not children):
-            raise ValueError("a branch has either child branches or a head, not both or neither")
-        if children:
-            self.branches = nn.ModuleList(children)
-        else:
-            self.dropout, self.fc = head.dropout, head.fc
-
-    @property
-    def is_leaf(self) -> bool:
-        return "fc" in self._modules
-
-
-def build_nets(
-    arch: str, *, count: int, num_classes: int, in_chans: int, **options: Any
-) -> list[StagedNet]:
-    """``count`` independently initialised copies of registered network ``arch``."""
-    if not isinstance(arch, str):
-        raise CollabError(
-            f"a shared-trunk model is cut from one architecture, got model.arch={arch!r}; "
-            "set model.arch to a single registered name"
-        )
-    return [
-        create_model(arch, num_classes=num_classes, in_chans=in_chans, **options)
-        for _ in range(count)
-    ]
-
-
-def check_splits(net: StagedNet, splits: SplitSpec) -> list[int]:
-    """Positions (in ``net.feature_names``) after which the graph forks; CollabError if invalid."""
-    names = list(net.feature_names)
-    last_probe = max(names.index(p) for p in net.probe_layers if p in names)
-    cuts = []
-    for stage, n in splits:
-        if stage not in names or names.index(stage) >= last_probe:
-            usable = ", ".join(names[:last_probe])
-            raise CollabError(
-                f"cannot split {type(net).__name__} after stage {stage!r} (branches must keep at "
-                f"least one stage); split after one of: {usable}"
-            )
-        if n < 1:
-            raise CollabError(
-                f"a split after {stage!r} needs at least 1 branch, got {n}; use e.g. 2"
-            )
-        cuts.append(names.index(stage))
-    if not cuts or cuts != sorted(set(cuts)):
-        raise CollabError(
-            f"split stages {[s for s, _ in splits]} must be distinct and in forward order"
-        )
-    return cuts
-
-
-def _stages(net: StagedNet, start: int, stop: int) -> dict[str, nn.Module]:
-    return {name: net._modules[name] for name in net.feature_names[start:stop]}
-
-
-def _grow(
-    nets: Sequence[StagedNet], cuts: list[int], widths: list[int], *, first: int = 0
-) -> list[Branch]:
-    """The ``widths[0]`` children (with their subtrees) of a node whose first leaf is ``first``."""
-    leaves_each = math.prod(widths[1:])
-    children = []
-    for c in range(widths[0]):
-        leaf0 = first + c * leaves_each
-        net = nets[leaf0]
-        if len(cuts) == 1:
-            children.append(Branch(_stages(net, cuts[0] + 1, len(net.feature_names)), head=net))
-        else:
-            grand = _grow(nets, cuts[1:], widths[1:], first=leaf0)
-            children.append(Branch(_stages(net, cuts[0] + 1, cuts[1] + 1), children=grand))
-    return children
-
-
-def _leaf_paths(branches: nn.ModuleList, prefix: str = "branches") -> list[list[str]]:
-    """Depth first, for each leaf the module paths of the branch nodes leading to it."""
-    paths = []
-    for i, node in enumerate(branches):
-        here = f"{prefix}.{i}"
-        below = [[]] if node.is_leaf else _leaf_paths(node.branches, f"{here}.branches")
-        paths += [[here, *rest] for rest in below]
-    return paths
-
-
-class SharedTrunkModel(nn.Module):
+class SharedTrunkModel(PeerContainer):
     """A trunk, a tree of branches and K heads, returning :class:`CollabOutput`.
 
     Args:
@@ -187,26 +71,22 @@ class SharedTrunkModel(nn.Module):
         ensemble: str = "logit_mean",
         rescale_grad: bool = False,
     ) -> None:
-        super().__init__()
-        cuts = check_splits(nets[0], splits)
-        widths = [int(n) for _, n in splits]
-        if len(nets) != math.prod(widths):
-            raise ValueError(
-                f"split spec {list(splits)} needs {math.prod(widths)} networks, got {len(nets)}"
-            )
+        trunk, branches = cut_tree(nets, splits)
+        super().__init__(
+            num_peers=len(nets),
+            mean=mean,
+            std=std,
+            peer_names=peer_names,
+            default_name="branch",
+            ensemble=ensemble,
+        )
         self.splits = [(str(s), int(n)) for s, n in splits]
-        self.normalize = Normalize(mean, std)
-        self.trunk = Segment(_stages(nets[0], 0, cuts[0] + 1))
-        self.branches = nn.ModuleList(_grow(nets, cuts, widths))
-        self.leaf_paths = _leaf_paths(self.branches)
+        self.trunk = trunk
+        self.branches = nn.ModuleList(branches)
+        self.leaf_paths = leaf_paths(self.branches)
         self.net_probe_layers = list(nets[0].probe_layers)
         self.feature_dim = nets[0].feature_dim
-        self.peer_names = list(peer_names or [f"branch{i}" for i in range(len(nets))])
-        if len(self.peer_names) != len(nets):
-            raise ValueError(f"got {len(self.peer_names)} peer names for {len(nets)} heads")
-        self.ensemble = ensemble
         self.rescale_grad = rescale_grad
-        combine_logits(torch.zeros(1, 1, 2), ensemble)  # validate the rule early
 
     @classmethod
     def from_registry(
@@ -252,10 +132,6 @@ class SharedTrunkModel(nn.Module):
             rescale_grad=rescale_grad,
         )
 
-    @property
-    def num_peers(self) -> int:
-        return len(self.peer_names)
-
     def peer_path(self, i: int) -> list[str]:
         """Module paths of the nodes peer ``i`` runs through: ``["trunk", "branches.0", ...]``."""
         return ["trunk", *self.leaf_paths[i]]
@@ -288,10 +164,7 @@ class SharedTrunkModel(nn.Module):
 
     def forward_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk output map (B, C', H', W') and pooled head features (K, B, D) of images x."""
-        if x.dim() != 4:
-            raise ValueError(
-                f"a shared-trunk model takes one batch (B, C, H, W), got shape {tuple(x.shape)}"
-            )
+        self.check_batch(x)
         trunk = self.trunk(self.normalize(x))
         feats: list[torch.Tensor] = []
         self._descend(trunk, self.branches, feats)
@@ -315,4 +188,4 @@ class SharedTrunkModel(nn.Module):
     def forward(self, x: torch.Tensor) -> CollabOutput:
         _, feats = self.forward_parts(x)
         logits = self.classify(feats)
-        return CollabOutput(logits, combine_logits(logits, self.ensemble), {"features": feats})
+        return CollabOutput(logits, self.combine(logits), {"features": feats})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from analysis.models.base import StagedNet, conv_bn_relu, global_pool, init_weights
+from analysis.models.base import conv_bn_relu, pooled_classifier
 from analysis.models.cifar_resnet import cifar_resnet_net
 from analysis.models.factory import MODELS
 
@@ -23,11 +23,10 @@ def test_cnn(*, num_classes: int, in_chans: int = 3, width: int = 16) -> nn.Modu
     features: dict[str, nn.Module] = {
         "layer1": nn.Sequential(conv_bn_relu(in_chans, width), nn.MaxPool2d(2)),
         "layer2": conv_bn_relu(width, 2 * width, stride=2),
-        **global_pool(),
     }
-    net = StagedNet(features, nn.Linear(2 * width, num_classes), probe_layers=["layer1", "layer2"])
-    init_weights(net)
-    return net
+    return pooled_classifier(
+        features, chans=2 * width, num_classes=num_classes, probe_layers=["layer1", "layer2"]
+    )
 
 
 @MODELS.register("test_resnet")

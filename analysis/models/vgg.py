@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from analysis.models.base import StagedNet, conv_bn_relu, global_pool, init_weights
+from analysis.models.base import StagedNet, conv_bn_relu, pooled_classifier
 from analysis.models.factory import MODELS
 
 # Output channels of each conv, one inner list per stage (= per resolution).
@@ -41,15 +41,13 @@ def vgg_net(
         if i < len(stages):
             layers.append(nn.MaxPool2d(2))
         features[f"layer{i}"] = nn.Sequential(*layers)
-    features.update(global_pool())
-    net = StagedNet(
+    return pooled_classifier(
         features,
-        nn.Linear(chans, num_classes),
+        chans=chans,
+        num_classes=num_classes,
         probe_layers=[f"layer{i}" for i in range(1, len(stages) + 1)],
         dropout=dropout,
     )
-    init_weights(net)
-    return net
 
 
 @MODELS.register("vgg8")

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.models.base import StagedNet, global_pool, init_weights
-from analysis.models.factory import MODELS
+from analysis.models.base import CIFAR_PROBE_LAYERS, StagedNet, pooled_classifier
+from analysis.models.factory import register_variant
 
 
 class WideBlock(nn.Module):
@@ -47,10 +47,10 @@ class WideBlock(nn.Module):
 
 def wrn_net(
     *,
-    depth: int,
-    widen: int,
     num_classes: int,
     in_chans: int = 3,
+    depth: int = 16,
+    widen: int = 4,
     dropout: float = 0.0,
     fc_dropout: float = 0.0,
 ) -> StagedNet:
@@ -81,57 +81,20 @@ def wrn_net(
             chans = planes * widen
         features[f"layer{i}"] = nn.Sequential(*blocks)
     features.update({"bn": nn.BatchNorm2d(chans), "relu": nn.ReLU()})
-    features.update(global_pool())
-    net = StagedNet(
+    return pooled_classifier(
         features,
-        nn.Linear(chans, num_classes),
-        probe_layers=["conv1", "layer1", "layer2", "layer3"],
+        chans=chans,
+        num_classes=num_classes,
+        probe_layers=CIFAR_PROBE_LAYERS,
         dropout=fc_dropout,
     )
-    init_weights(net)
-    return net
 
 
-@MODELS.register("wrn")
-def wrn(
-    *,
-    num_classes: int,
-    in_chans: int = 3,
-    depth: int = 16,
-    widen: int = 4,
-    dropout: float = 0.0,
-    fc_dropout: float = 0.0,
-) -> nn.Module:
-    """WRN-depth-widen; see :func:`wrn_net`."""
-    return wrn_net(
-        depth=depth,
-        widen=widen,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        dropout=dropout,
-        fc_dropout=fc_dropout,
-    )
-
-
-def _variant(depth: int, widen: int):
-    """A registered builder for WRN-depth-widen with the remaining options inspectable."""
-
-    def build(
-        *, num_classes: int, in_chans: int = 3, dropout: float = 0.0, fc_dropout: float = 0.0
-    ) -> nn.Module:
-        return wrn_net(
-            depth=depth,
-            widen=widen,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            dropout=dropout,
-            fc_dropout=fc_dropout,
-        )
-
-    build.__name__ = f"wrn{depth}_{widen}"
-    build.__doc__ = f"WRN-{depth}-{widen}; see wrn_net."
-    return build
-
-
+wrn = register_variant("wrn", wrn_net, doc="WRN-depth-widen; see :func:`wrn_net`.")
 for _depth, _widen in ((16, 4), (16, 8), (28, 10)):
-    MODELS.register(f"wrn{_depth}_{_widen}")(_variant(_depth, _widen))
+    register_variant(
+        f"wrn{_depth}_{_widen}",
+        wrn_net,
+        doc=f"WRN-{_depth}-{_widen}; see wrn_net.",
+        fixed={"depth": _depth, "widen": _widen},
+    )

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from analysis.errors import CollabError
+from analysis.probes.model_state import eval_mode, on_device
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,6 @@ class Predictions:
         return self.ensemble_logits.argmax(dim=-1)
 
 
-def _module_device(model: nn.Module) -> torch.device | None:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return None
-
-
 def collect_predictions(
     model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str | torch.device = "cpu"
 ) -> Predictions:
@@ -92,23 +87,14 @@ def collect_predictions(
     """
     if len(dataset) == 0:
         raise CollabError("the dataset has no samples; pick a split or dataset that is not empty")
-    modes = {module: module.training for module in model.modules()}
-    home = _module_device(model)
     device = torch.device(device)
     peer_chunks, ensemble_chunks, label_chunks = [], [], []
-    try:
-        model.eval().to(device)
-        with torch.no_grad():
-            for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-                out = model(images.to(device))
-                peer_chunks.append(out.peer_logits.float().cpu())
-                ensemble_chunks.append(out.ensemble_logits.float().cpu())
-                label_chunks.append(torch.as_tensor(labels).long().cpu())
-    finally:
-        if home is not None:
-            model.to(home)
-        for module, training in modes.items():
-            module.training = training
+    with eval_mode(model), on_device(model, device), torch.no_grad():
+        for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            out = model(images.to(device))
+            peer_chunks.append(out.peer_logits.float().cpu())
+            ensemble_chunks.append(out.ensemble_logits.float().cpu())
+            label_chunks.append(torch.as_tensor(labels).long().cpu())
     preds = Predictions(
         torch.cat(peer_chunks, dim=1), torch.cat(ensemble_chunks), torch.cat(label_chunks)
     )

@@ -39,6 +39,7 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.probes.hooks import peer_layers, resolve
+from analysis.probes.model_state import eval_mode
 from analysis.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,6 @@ def _grad_cam(ctx, x, target, *, layer: str | nn.Module | None = None, **options
     return LayerGradCam(ctx.peer, module).attribute(x, target=target, **options)
 
 
-def _modes(model: nn.Module) -> dict[nn.Module, bool]:
-    return {m: m.training for m in model.modules()}
-
-
 def _reduce(raw: torch.Tensor, size: tuple[int, int], *, absolute: bool) -> torch.Tensor:
     """(B, C', h, w) raw attributions -> (B, H, W): channel sum, upsampled, optionally |.|."""
     summed = raw.detach().float().sum(dim=1, keepdim=True)
@@ -162,22 +159,16 @@ def attribute(
         raise ValueError(f"expected images (B, C, H, W), got {tuple(images.shape)}")
     if not 0 <= peer < model.num_peers:
         raise CollabError(f"peer {peer} does not exist; the model has {model.num_peers} peers")
-    modes = _modes(model)
     device = next((p.device for p in model.parameters()), images.device)
     chunks = []
-    try:
-        model.eval()
+    with eval_mode(model), torch.enable_grad():
         ctx = SimpleNamespace(peer=model.peer(peer), model=model, index=peer)
         x_all = images.detach().to(device).float()
         targets = _targets(ctx.peer, x_all, target)
-        with torch.enable_grad():
-            for start in range(0, len(x_all), batch_size):
-                x = x_all[start : start + batch_size].clone()
-                raw = fn(ctx, x, targets[start : start + batch_size], **dict(method_options))
-                chunks.append(_reduce(raw, tuple(x.shape[-2:]), absolute=absolute).cpu())
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+        for start in range(0, len(x_all), batch_size):
+            x = x_all[start : start + batch_size].clone()
+            raw = fn(ctx, x, targets[start : start + batch_size], **dict(method_options))
+            chunks.append(_reduce(raw, tuple(x.shape[-2:]), absolute=absolute).cpu())
     log.debug("%s attributions of peer %d for %d images", method, peer, len(images))
     return torch.cat(chunks) if chunks else torch.zeros(0, *images.shape[-2:])
 
@@ -203,14 +194,9 @@ def attribute_all_peers(
     if isinstance(target, str):
         if target != "ensemble":
             raise ValueError(f"target must be an int, a tensor, None or 'ensemble', not {target!r}")
-        modes = _modes(model)
-        try:
-            device = next((p.device for p in model.parameters()), images.device)
-            with torch.no_grad():
-                target = model.eval()(images.to(device).float()).ensemble_logits.argmax(-1)
-        finally:
-            for module, mode in modes.items():
-                module.training = mode
+        device = next((p.device for p in model.parameters()), images.device)
+        with eval_mode(model), torch.no_grad():
+            target = model(images.to(device).float()).ensemble_logits.argmax(-1)
     maps = [
         attribute(model, images, method=method, peer=k, target=target, **options)
         for k in range(model.num_peers)

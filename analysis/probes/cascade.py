@@ -1,4 +1,4 @@
-"""Downstream use of localized patches: patch classification and the early-exit cascade.
+"""Downstream use of localized patches: the early-exit cascade, accuracy against cost.
 
 The AnchorNet paper (seed 002) classifies the image resized to the patch size first, then adds
 the logits of the localized patches one at a time, best patch first, until the softmax
@@ -9,98 +9,40 @@ on patches):
 
 * both classifiers default to the run's peer itself (``classifier``), applied to inputs of
   ``patch_size`` pixels; pass ``patch_classifier`` (and ``localizer``) to use others;
-* the boxes come from :func:`~analysis.probes.localization.localize` with ``localizer``
+* the boxes come from :func:`~analysis.probes.class_map.localize` with ``localizer``
   (default: the classifier) on the full image; the full model is ``classifier`` on the full
   image (with the default localizer its logits come from the same forward pass);
 * stage s combines the logits of stages 0..s by their **sum** (``combine="sum"``, "add patch
   logits") or their mean (``"mean"``); a missing patch (fewer than k boxes survived) adds
   nothing and costs nothing; the last stage always answers;
-* **cost** = FLOPs per image, counted by :func:`count_flops` (a forward hook on every
-  ``Conv2d`` and ``Linear``: 2 x multiply-accumulates, i.e. ``2 * out.numel() * in/groups * kh *
-  kw`` and ``2 * out.numel() * in_features``; normalization, activations, pooling and biases are
-  not counted). The localizer runs on the full image, so with the peer as its own localizer
+* **cost** = FLOPs per image, counted by :func:`~analysis.probes.flops.count_flops` (2 x the
+  multiply-accumulates of every ``Conv2d`` and ``Linear``). The localizer runs on the full image, so with the peer as its own localizer
   charging it would make every cascade that uses a patch dearer than the full model; it is
   therefore reported apart (``localizer_cost``) and added to ``cost`` for the samples that go
   past stage 0 only when ``charge_localizer=True`` (as a separate light AnchorNet would be).
+
+The stages themselves are in :mod:`analysis.probes.cascade_stages`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision.ops import roi_align
 
 from analysis.errors import CollabError
-from analysis.probes.localization import IOU_THRESHOLD, TOP_K, cam_field, find_network, localize
+from analysis.probes.box_selection import IOU_THRESHOLD, TOP_K
+from analysis.probes.cascade_stages import combine_stages, exit_stages, stage_logits
+from analysis.probes.class_map import cam_field, find_network, localize
+from analysis.probes.contract import DATA, forwarding_probe, setting
+from analysis.probes.flops import count_flops
+from analysis.probes.model_state import eval_mode
 
 DEFAULT_THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01)
-COMBINE = ("sum", "mean")
-
-
-@torch.no_grad()
-def count_flops(module: nn.Module, example: torch.Tensor) -> int:
-    """FLOPs per image of ``module`` on inputs shaped like ``example`` (B, C, H, W).
-
-    2 x the multiply-accumulates of every ``Conv2d`` and ``Linear`` seen in one forward pass,
-    divided by B. The module's modes and hooks are restored.
-    """
-    total = [0]
-
-    def hook(m: nn.Module, _inputs, output: torch.Tensor) -> None:
-        if isinstance(m, nn.Conv2d):
-            kh, kw = m.kernel_size
-            total[0] += 2 * output.numel() * (m.in_channels // m.groups) * kh * kw
-        else:
-            total[0] += 2 * output.numel() * m.in_features
-
-    modes = {m: m.training for m in module.modules()}
-    handles = [
-        m.register_forward_hook(hook)
-        for m in module.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    try:
-        module.eval()(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for m, mode in modes.items():
-            m.training = mode
-    return total[0] // max(example.shape[0], 1)
-
-
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, size, size), bilinear with antialiasing."""
-    return F.interpolate(
-        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )
-
-
-def crop_patches(images: torch.Tensor, boxes: torch.Tensor, *, size: int) -> torch.Tensor:
-    """Crop every box and resize it to ``size x size`` in one batched call (``roi_align``).
-
-    Args:
-        images: (B, C, H, W).
-        boxes: (B, k, 4) pixel boxes ``(x0, y0, x1, y1)``, x1 / y1 exclusive; -1 = none.
-
-    Returns:
-        (B, k, C, size, size); a box of exactly ``size`` pixels is copied pixel for pixel,
-        missing boxes give zeros.
-    """
-    b, k = boxes.shape[:2]
-    rois = torch.cat(
-        [torch.arange(b).repeat_interleave(k)[:, None].to(images), boxes.reshape(-1, 4).to(images)],
-        dim=1,
-    )
-    out = roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, aligned=True)
-    out = out.view(b, k, images.shape[1], size, size)
-    return out.masked_fill((boxes < 0).any(-1).to(images.device)[..., None, None, None], 0.0)
 
 
 @dataclass
@@ -138,77 +80,6 @@ class CascadeCurve:
     def relative_cost(self) -> torch.Tensor:
         """(T,) cost as a fraction of the full model's."""
         return self.cost / self.full_cost
-
-
-@contextmanager
-def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode for the block and restore every submodule's mode after."""
-    modes = {m: m.training for m in module.modules()}
-    try:
-        yield module.eval()
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-
-
-@torch.no_grad()
-def stage_logits(
-    classifier: nn.Module,
-    images: torch.Tensor,
-    boxes: torch.Tensor,
-    *,
-    patch_size: int,
-    patch_classifier: nn.Module | None = None,
-) -> torch.Tensor:
-    """(S = 1 + k, B, classes) float32 logits: the resized image, then each patch (resized).
-
-    Args:
-        classifier: applied to the images resized to ``patch_size``; patch_classifier (default
-            ``classifier``) to the (B, k, 4) ``boxes`` cropped and resized to ``patch_size``.
-    """
-    patches = crop_patches(images, boxes, size=patch_size)  # (B, k, C, s, s)
-    b, k = patches.shape[:2]
-    with evaluating(classifier):
-        first = classifier(resize_images(images, patch_size))
-    with evaluating(patch_classifier or classifier) as second:
-        rest = second(patches.flatten(0, 1)).view(b, k, -1).transpose(0, 1)
-    return torch.cat([first[None], rest]).float()
-
-
-def combine_stages(
-    logits: torch.Tensor, available: torch.Tensor, *, combine: str = "sum"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Confidence and prediction after each stage.
-
-    Args:
-        logits: (S, B, C) stage logits; available: (S, B) bool (a missing patch adds nothing).
-        combine: ``"sum"`` or ``"mean"`` of the available stages' logits so far.
-
-    Returns:
-        conf (S, B) top softmax probability and pred (S, B) int64 of the combined logits.
-    """
-    if combine not in COMBINE:
-        raise CollabError(f"unknown combine {combine!r}; use 'sum' or 'mean'")
-    cum = (logits * available[..., None]).cumsum(0)
-    if combine == "mean":
-        cum = cum / available.cumsum(0).clamp_min(1)[..., None]
-    return cum.softmax(-1).max(-1)
-
-
-def exit_stages(conf: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """(T, B) index of the first stage whose confidence reaches its threshold (else the last).
-
-    Args:
-        conf: (S, B) confidence after each stage.
-        thresholds: (T,) for every stage alike, or (T, S - 1) per stage (the last stage always
-            answers, so it needs none).
-    """
-    s = conf.shape[0]
-    thr = torch.as_tensor(thresholds).to(conf)
-    thr = thr.reshape(len(thr), -1).expand(-1, s - 1)  # (T, S - 1)
-    passes = conf[None, :-1] >= thr[..., None]  # (T, S - 1, B)
-    passes = torch.cat([passes, torch.ones_like(conf[None, :1].bool()).expand(len(thr), 1, -1)], 1)
-    return passes.int().argmax(1)
 
 
 def _setup(classifier, localizer, patch_classifier, x, patch_size, top_k) -> dict:
@@ -269,7 +140,7 @@ def cascade_curve(
         if localizer is classifier:
             full = loc.logits
         else:
-            with torch.no_grad(), evaluating(classifier):
+            with torch.no_grad(), eval_mode(classifier):
                 full = classifier(x)
         logits = stage_logits(
             classifier, x, loc.boxes, patch_size=setup["size"], patch_classifier=patch_classifier
@@ -302,3 +173,32 @@ def cascade_curve(
         combine=combine,
         num_samples=n,
     )
+
+
+@dataclass(frozen=True)
+class CascadeOptions:
+    """Options of the cascade probe: the peer that classifies (and localizes), the first
+    ``limit`` images, and the arguments of :func:`cascade_curve`."""
+
+    peer: int = 0
+    limit: int | None = None
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    top_k: int = TOP_K
+    iou_threshold: float = IOU_THRESHOLD
+    patch_size: int | None = None
+    combine: str = "sum"
+    charge_localizer: bool = False
+    batch_size: int = setting(64)
+
+
+run_cascade = forwarding_probe(
+    "cascade",
+    cascade_curve,
+    reads=DATA,
+    on_peer=True,
+    options=CascadeOptions,
+    result=CascadeCurve,
+    needs=("localizer",),
+    report_needs=("boxes",),
+    about="early-exit cascade over the image and its patches: accuracy vs cost",
+)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.probes.model_state import eval_mode
+
 BASELINES = ("zeros", "mean", "blur")
 
 
@@ -102,13 +104,8 @@ def _curves(model, images, saliency, *, target, steps, baseline, insert, batch_s
 
 
 def _scored(model, images, saliency, **kw) -> tuple[torch.Tensor, torch.Tensor]:
-    modes = {m: m.training for m in model.modules()}
-    try:
-        with torch.no_grad():
-            curves, fractions = _curves(model.eval(), images, saliency, **kw)
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    with eval_mode(model), torch.no_grad():
+        curves, fractions = _curves(model, images, saliency, **kw)
     return curves, torch.trapezoid(curves, fractions, dim=1)
 
 

@@ -16,6 +16,7 @@ plain conv chain; in residual networks, shortcuts and grouped convs make it an a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -24,6 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from analysis.errors import CollabError
+from analysis.probes.contract import WEIGHTS, forwarding_probe
 
 
 @dataclass
@@ -175,3 +177,22 @@ def kernel_similarity(
     return KernelSimilarity(
         layers=layers, peer_names=names, matched=matched, redundancy=redundancy, pairs=pairs
     )
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """Options of the kernels probe: the arguments of :func:`kernel_similarity`."""
+
+    layers: Sequence[str] | None = None
+    align_inputs: bool = False
+
+
+run_kernels = forwarding_probe(
+    "kernels",
+    kernel_similarity,
+    reads=WEIGHTS,
+    options=KernelOptions,
+    result=KernelSimilarity,
+    needs=("separate_peers",),
+    about="matched filter similarity and filter redundancy",
+)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from analysis.errors import CollabError
 from analysis.probes.hooks import capture
+from analysis.probes.model_state import eval_mode, on_device
 
 
 class Consumer(Protocol):
@@ -63,24 +64,16 @@ def run_pass(
     if n == 0:
         raise CollabError("the dataset is empty; probes need at least one sample")
     layers = sorted({name for c in consumers for name in c.layers})
-    modes = {m: m.training for m in model.modules()}
-    original = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.eval().to(device)
     indices = torch.arange(n)
     loader = DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=batch_size)
-    try:
-        with capture(model, layers) as acts:
-            start = 0
-            for x, y in tqdm(loader, desc="probing", disable=not progress, leave=False):
-                b = x.shape[0]
-                out = model(x.to(device))
-                batch = Batch(x, torch.as_tensor(y), indices[start : start + b], out)
-                for consumer in consumers:
-                    consumer.update(acts, batch)
-                acts.clear()  # do not hold this batch's activations through the next forward
-                start += b
-    finally:
-        model.to(original)
-        for module, mode in modes.items():
-            module.training = mode
+    with eval_mode(model), on_device(model, device), capture(model, layers) as acts:
+        start = 0
+        for x, y in tqdm(loader, desc="probing", disable=not progress, leave=False):
+            b = x.shape[0]
+            out = model(x.to(device))
+            batch = Batch(x, torch.as_tensor(y), indices[start : start + b], out)
+            for consumer in consumers:
+                consumer.update(acts, batch)
+            acts.clear()  # do not hold this batch's activations through the next forward
+            start += b
     return [c.result() for c in consumers]

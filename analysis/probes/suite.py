@@ -1,183 +1,79 @@
-"""Every probe of a run, sharing one activation pass and the run-folder cache.
+"""Probes of a loaded run, through the run-folder cache: one probe, or every probe at once.
 
-``run_suite(run)`` decides which probes apply to the run, returns cached results at once, and
-computes the rest: probes that fold minibatches (diversity, CKA, ...) share ONE pass over the
-data; the others (kernel matching, training dynamics, attributions) run on their own.
+:func:`compute` is the one cached entry point for the CLI, notebooks and the app: it runs the
+registered probe ``name`` on ``run`` (or returns its result from ``RUN/probes/`` at once).
+:func:`run_suite` loops over the registry: it keeps the probes that apply, returns cached
+results, folds every ``activations`` probe that is missing into ONE pass over the data, runs
+the others on their own, and caches every result under the same keys as :func:`compute`.
+
+Both fill the options a probe has from the run: ``split`` and ``peer_names`` (and, in the
+suite, ``limit``, ``images``, ``progress``, and for the probes of the shared pass its
+``batch_size``); any other option keeps its default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
-
-import torch
 
 from analysis.errors import CollabError
 from analysis.probes import cache
-from analysis.probes.attribution_summary import AttributionSummary, summarize_attributions
-from analysis.probes.cascade import CascadeCurve, cascade_curve
-from analysis.probes.cka import CKAConsumer, CKAResult, cka_layers
-from analysis.probes.diversity import DiversityConsumer, DiversityReport
-from analysis.probes.hooks import peer_layers
-from analysis.probes.kernels import KernelSimilarity, kernel_similarity
-from analysis.probes.localization import LocalizationScore, score_localization
-from analysis.probes.samples import gather_samples
+from analysis.probes.contract import ACTIVATIONS, CHECKPOINTS, PROBES, WEIGHTS, ProbeSpec, spec
+from analysis.probes.needs import unmet
 from analysis.probes.shared_pass import run_pass
-from analysis.probes.through_training import TrainingDynamics, training_dynamics
-from analysis.probes.vocabulary import (
-    PeerCooccurrence,
-    PeerCooccurrenceConsumer,
-    Vocabulary,
-    VocabularyConsumer,
-    dcl_layer_paths,
-)
 
 
-@dataclass(frozen=True)
-class Probe:
-    """How the suite runs one probe.
+def _options(s: ProbeSpec, run: Any, settings: dict[str, Any], given: dict[str, Any]) -> Any:
+    """``s``'s options: ``given`` over the ``settings`` it has a field for, over its defaults."""
+    fields = {f.name for f in dataclasses.fields(s.options)}
+    filled = {"peer_names": tuple(run.peer_names), **settings}
+    return s.make_options({k: v for k, v in filled.items() if k in fields} | given)
 
-    Attributes:
-        name: the probe's name on the command line and in the cache.
-        result: its result dataclass.
-        skip: ``skip(run)`` -> a reason it does not apply to ``run``, or None.
-        consumer: builds its shared-pass consumer, or None when it runs on its own...
-        compute: ...via ``compute(run, options)``.
+
+def _require(run: Any, s: ProbeSpec) -> None:
+    reason = unmet(run, s.needs)
+    if reason:
+        raise CollabError(f"probe {s.name!r} does not apply to {run.name}: it {reason}")
+
+
+def _call(s: ProbeSpec, run: Any, options: Any, split: str) -> Any:
+    """Run ``s`` on ``run`` with the call shape of what it reads."""
+    if s.reads == CHECKPOINTS:
+        return s.probe(run, options=options)
+    if s.reads == WEIGHTS:
+        return s.probe(run.model, options=options)
+    return s.probe(run.model, run.dataset(split), options=options)
+
+
+def compute(run: Any, name: str, *, split: str = "test", refresh: bool = False, **options: Any):
+    """The result of probe ``name`` on ``run``, cached in ``RUN/probes/``.
+
+    Args:
+        run: a loaded :class:`analysis.Run` (its folder and checkpoint key the cache).
+        name: a registered probe (``PROBES.list()``), e.g. ``"cka"``.
+        split: the split a data probe reads (``"test"`` or ``"train"``).
+        refresh: recompute even when cached (the dynamics probe still reuses its
+            per-checkpoint reports unless ``use_cache=False``).
+        **options: fields of the probe's options dataclass (``spec(name).options``), e.g.
+            ``limit=200``; an unknown option is an error that lists the known ones.
+
+    Raises:
+        CollabError: for an unknown probe or option, or a probe that does not apply to ``run``.
     """
-
-    name: str
-    about: str
-    result: type
-    skip: Callable[[Any], str | None] = lambda run: None
-    consumer: Callable[[Any, dict], Any] | None = None
-    compute: Callable[[Any, dict], Any] | None = None
-    options: tuple[str, ...] = ("split", "limit")  # the options that key its cache
-
-
-def _cka_consumer(run, options: dict):
-    return CKAConsumer(*cka_layers(run.model))
-
-
-def _kernels_skip(run) -> str | None:
-    peers = getattr(run.model, "peers", None)
-    if peers is None or len(peers) < 2:
-        return "needs two or more separate peer networks"
-    if len({type(p).__name__ + str([tuple(q.shape) for q in p.parameters()]) for p in peers}) > 1:
-        return "the peers have different architectures"
-    return None
-
-
-def _dynamics_skip(run) -> str | None:
-    if sum(name.startswith("epoch_") for name in run.checkpoints) < 2:
-        return "needs two or more saved epoch checkpoints"
-    return None
-
-
-def _vocabulary_skip(run) -> str | None:
-    return None if dcl_layer_paths(run.model) else "needs a model with DCL layers"
-
-
-def _vocabulary_consumer(run, options: dict):
-    path = dcl_layer_paths(run.model)[-1]
-    return VocabularyConsumer(run.model, path, dataset=run.dataset(options["split"]))
-
-
-def _peer_words_skip(run) -> str | None:
-    return None if run.model.num_peers >= 2 else "needs two or more peers"
-
-
-def _peer_words_consumer(run, options: dict):
-    # Each peer's last probe layer: the most class-specific words of the two networks.
-    return PeerCooccurrenceConsumer(peer_layers(run.model, 0)[-1], peer_layers(run.model, 1)[-1])
-
-
-def _boxes_skip(run) -> str | None:
-    return (
-        None if hasattr(run.dataset("test"), "box") else "needs a dataset with true boxes (shapes)"
+    s = spec(name)
+    _require(run, s)
+    opts = _options(s, run, {"split": split}, options)
+    if not s.cached:
+        return _call(s, run, opts, split)
+    args = s.cache_args(opts, split=split)
+    return cache.cached(
+        run, name, args, s.result, lambda: _call(s, run, opts, split), refresh=refresh
     )
-
-
-def _attributions(run, options: dict) -> AttributionSummary:
-    data = run.dataset(options["split"])
-    images, _ = gather_samples(data, torch.arange(min(options["images"], len(data))))
-    return summarize_attributions(run.model, images, peer_names=run.peer_names)
-
-
-PROBES: dict[str, Probe] = {
-    p.name: p
-    for p in (
-        Probe(
-            "diversity",
-            "agreement and diversity of the peers' predictions",
-            DiversityReport,
-            consumer=lambda run, o: DiversityConsumer(peer_names=run.peer_names),
-        ),
-        Probe(
-            "cka",
-            "linear CKA between every pair of layers of every pair of peers",
-            CKAResult,
-            consumer=_cka_consumer,
-        ),
-        Probe(
-            "kernels",
-            "matched filter similarity and filter redundancy",
-            KernelSimilarity,
-            skip=_kernels_skip,
-            compute=lambda run, o: kernel_similarity(run.model),
-        ),
-        Probe(
-            "dynamics",
-            "accuracy and diversity through training",
-            TrainingDynamics,
-            skip=_dynamics_skip,
-            compute=lambda run, o: training_dynamics(run, split=o["split"], limit=o["limit"]),
-        ),
-        Probe(
-            "attributions",
-            "captum attributions per peer with deletion faithfulness",
-            AttributionSummary,
-            compute=_attributions,
-            options=("split", "images"),
-        ),
-        Probe(
-            "vocabulary",
-            "DCL words per branch, their co-occurrence and the vocabulary used",
-            Vocabulary,
-            skip=_vocabulary_skip,
-            consumer=_vocabulary_consumer,
-        ),
-        Probe(
-            "peer_words",
-            "co-occurrence of two peers' words (argmax channels) at their last layer",
-            PeerCooccurrence,
-            skip=_peer_words_skip,
-            consumer=_peer_words_consumer,
-        ),
-        Probe(
-            "localization",
-            "class-map boxes scored against the true boxes, vs random boxes",
-            LocalizationScore,
-            skip=_boxes_skip,
-            compute=lambda run, o: score_localization(
-                run.model.peer(0), run.dataset(o["split"]), limit=o["limit"]
-            ),
-        ),
-        Probe(
-            "cascade",
-            "early-exit cascade over the image and its patches: accuracy vs cost",
-            CascadeCurve,
-            skip=_boxes_skip,
-            compute=lambda run, o: cascade_curve(
-                run.model.peer(0), run.dataset(o["split"]), limit=o["limit"]
-            ),
-        ),
-    )
-}
 
 
 def run_suite(
-    run,
+    run: Any,
     *,
     probes: Sequence[str] | None = None,
     split: str = "test",
@@ -189,43 +85,46 @@ def run_suite(
 ) -> dict[str, Any]:
     """Results of ``probes`` (default: all that apply) on ``run``; name -> result.
 
-    Probes that do not apply are left out when chosen by default, and are an error when asked for.
+    Probes that do not apply are left out when chosen by default, and are an error when asked
+    for. Results come in registry order (or the order of ``probes``).
     """
     unknown = sorted(set(probes or ()) - set(PROBES))
     if unknown:
         raise CollabError(f"unknown probe {unknown[0]!r}; choose from: {', '.join(PROBES)}")
-    chosen = [PROBES[n] for n in (probes or PROBES)]
-    for probe in chosen:
-        reason = probe.skip(run)
-        if reason and probes:
-            raise CollabError(f"probe {probe.name!r} does not apply to {run.name}: it {reason}")
-    chosen = [p for p in chosen if not p.skip(run)]
-    options = {"split": split, "limit": limit, "images": images}
+    chosen = [spec(name) for name in (probes or PROBES)]
+    if probes:
+        for s in chosen:
+            _require(run, s)
+    chosen = [s for s in chosen if not unmet(run, s.needs if probes else s.needs + s.report_needs)]
+    settings = {"split": split, "limit": limit, "images": images, "progress": progress}
+    options = {
+        s.name: _options(
+            s, run, settings | ({"batch_size": batch_size} if s.reads == ACTIVATIONS else {}), {}
+        )
+        for s in chosen
+    }
 
-    def key(probe: Probe) -> dict:
-        return {name: options[name] for name in probe.options}
+    def key(s: ProbeSpec) -> dict[str, Any]:
+        return s.cache_args(options[s.name], split=split)
 
     results = {}
-    for probe in chosen:
-        hit = None if refresh else cache.lookup(run, probe.name, key(probe), probe.result)
+    for s in chosen:
+        hit = None if refresh or not s.cached else cache.lookup(run, s.name, key(s), s.result)
         if hit is not None:
-            results[probe.name] = hit
-    missing = [p for p in chosen if p.name not in results and p.consumer is not None]
-    if missing:
+            results[s.name] = hit
+    shared = [s for s in chosen if s.name not in results and s.reads == ACTIVATIONS]
+    if shared:
+        data = run.dataset(split)
+        consumers = [s.consumer(run.model, data, options[s.name]) for s in shared]
         outs = run_pass(
-            run.model,
-            run.dataset(split),
-            [p.consumer(run, options) for p in missing],
-            batch_size=batch_size,
-            limit=limit,
-            progress=progress,
+            run.model, data, consumers, batch_size=batch_size, limit=limit, progress=progress
         )
-        for probe, result in zip(missing, outs):
-            results[probe.name] = result
-            cache.store(run, probe.name, key(probe), result)
-    for probe in chosen:
-        if probe.name not in results:
-            results[probe.name] = probe.compute(run, options)
-            if probe.name != "dynamics":  # dynamics caches per checkpoint itself
-                cache.store(run, probe.name, key(probe), results[probe.name])
-    return {p.name: results[p.name] for p in chosen}
+        for s, result in zip(shared, outs):
+            results[s.name] = result
+            cache.store(run, s.name, key(s), result)
+    for s in chosen:
+        if s.name not in results:
+            results[s.name] = _call(s, run, options[s.name], split)
+            if s.cached:
+                cache.store(run, s.name, key(s), results[s.name])
+    return {s.name: results[s.name] for s in chosen}

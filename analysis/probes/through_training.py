@@ -21,7 +21,9 @@ from torch.utils.data import Subset
 from analysis.errors import CollabError
 from analysis.probes.agreement import collect_predictions
 from analysis.probes.cache import cached
-from analysis.probes.diversity import MEASURES, DiversityReport, diversity_report
+from analysis.probes.contract import CHECKPOINTS, forwarding_probe, setting
+from analysis.probes.diversity import DiversityReport, diversity_report
+from analysis.probes.diversity_measures import MEASURES
 
 log = logging.getLogger(__name__)
 _EPOCH = re.compile(r"^epoch_(\d+)$")
@@ -38,7 +40,7 @@ class TrainingDynamics:
         peer_acc: (E, K) float64 accuracy of every peer.
         ensemble_acc: (E,) float64 accuracy of the ensemble.
         oracle_acc: (E,) float64 share of samples some peer gets right.
-        measures: measure name (see :data:`~analysis.probes.diversity.MEASURES`) -> (E,)
+        measures: measure name (see :data:`~analysis.probes.diversity_measures.MEASURES`) -> (E,)
             float64 mean over peer pairs (NaN for a single peer).
     """
 
@@ -194,3 +196,27 @@ def training_dynamics(
     return dynamics_from_reports(
         [e for e, _ in available], reports, checkpoints=[n for _, n in available]
     )
+
+
+@dataclass(frozen=True)
+class DynamicsOptions:
+    """Options of the dynamics probe: the arguments of :func:`training_dynamics`."""
+
+    split: str = "test"
+    limit: int | None = None
+    checkpoints: Sequence[str] | None = None
+    batch_size: int = setting(256)
+    device: str = setting("cpu")
+    use_cache: bool = setting(True)
+
+
+run_dynamics = forwarding_probe(
+    "dynamics",
+    training_dynamics,
+    reads=CHECKPOINTS,
+    options=DynamicsOptions,
+    result=TrainingDynamics,
+    needs=("epoch_checkpoints",),
+    about="accuracy and diversity through training",
+    cached=False,  # it caches one diversity report per checkpoint itself
+)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from analysis.probes.diversity import MEASURES
+from analysis.probes.diversity_measures import MEASURES
 from analysis.viz.agreement import ORACLE_COLOR
 from analysis.viz.curves import ENSEMBLE_COLOR, peer_colors
 
@@ -36,16 +36,16 @@ def diversity_heatmap(report, measure: str) -> go.Figure:
 
     Args:
         report: a diversity report (``peer_names``, ``matrix(measure)``).
-        measure: a key of :data:`analysis.probes.diversity.MEASURES`, e.g. ``"kappa"``.
+        measure: a key of :data:`analysis.probes.diversity_measures.MEASURES`, e.g. ``"kappa"``.
 
     Returns:
         One ``Heatmap`` trace with z the matrix (undefined entries as None, labelled "n/a"),
         the colour range fixed to the measure's range (diverging around 0 for measures in
         [-1, 1]) and the measure's label as the title; peer 0 is top-left.
     """
-    info = MEASURES.get(measure)
-    if info is None:
+    if measure not in MEASURES:
         raise ValueError(f"unknown measure {measure!r}; choose one of {sorted(MEASURES)}")
+    info = MEASURES[measure]
     z = _clean(report.matrix(measure))
     names = list(report.peer_names)
     signed = info.low < 0

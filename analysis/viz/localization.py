@@ -10,7 +10,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import torch
 
-from analysis.probes.cascade import crop_patches
+from analysis.probes.cascade_stages import crop_patches
 from analysis.viz.curves import ENSEMBLE_COLOR, peer_colors
 from analysis.viz.gallery import image_gallery, to_rgb_uint8
 
@@ -82,7 +82,7 @@ def class_map_figure(loc, index: int = 0, *, image=None, opacity: float = 0.6) -
     """The class map of image ``index`` at the centres of its positions' windows, in pixels.
 
     Args:
-        loc: a :class:`~analysis.probes.localization.Localization`.
+        loc: a :class:`~analysis.probes.Localization`.
         image: optional (C, H, W) image drawn under the map (with ``opacity`` on the map).
 
     Returns:

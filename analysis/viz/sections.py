@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from analysis.probes.diversity import MEASURES
+from analysis.probes.diversity_measures import MEASURES
 from analysis.viz.attributions import attribution_grid, deletion_figure
 from analysis.viz.curves import training_curves
 from analysis.viz.diversity import (

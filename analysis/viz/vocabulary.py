@@ -33,7 +33,7 @@ def cooccurrence_heatmap(result, *, kind: str = "counts", pair: int = 0) -> go.F
 
     Args:
         result: a :class:`~analysis.probes.vocabulary.Vocabulary` (branch pair ``pair``) or a
-            :class:`~analysis.probes.vocabulary.PeerCooccurrence`.
+            :class:`~analysis.probes.peer_words.PeerCooccurrence`.
         kind: ``"counts"`` (sequential colours from 0) or ``"pmi"`` (bits, diverging around 0;
             -inf cells, possible without smoothing, are drawn as gaps).
 
@@ -125,7 +125,7 @@ def word_gallery(vocab, *, words: int | None = None, per_word: int | None = None
 
     Args:
         vocab: a :class:`Vocabulary` with patches (``probe_vocabulary`` crops them;
-            otherwise call :func:`~analysis.probes.vocabulary.word_patches` first).
+            otherwise call :func:`~analysis.probes.word_patches.word_patches` first).
         words: rows to show (default all top words); per_word: patches per row (default top_n).
 
     Returns:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from analysis import viz
 from analysis.probes import MEASURES
+from analysis.probes.headlines import comparison_numbers
 from app import common, results
 from app.common import show
 
@@ -37,7 +38,7 @@ for col, slot, name in zip(st.columns(2), "AB", picked):
         cka = results.cka(run) if run is not None else None
         if div is None:
             continue
-        summaries[f"{slot}: {name}"] = results.summary(div, cka)
+        summaries[f"{slot}: {name}"] = comparison_numbers(div, cka)
         peers = div.peer_names
         show(
             viz.accuracy_bars(div.peer_acc, div.ensemble_acc, div.oracle_acc, peers),

@@ -6,38 +6,33 @@ import pandas as pd
 import streamlit as st
 
 from analysis import viz
+from analysis.probes.headlines import cheapest_within, has_true_boxes, true_box, versus_random
+from analysis.viz.tables import box_columns
 from app import common, inputs, results
 from app.common import pct, show
-
-
-def true_box(dataset, image_key: str):
-    """The true (x0, y0, x1, y1) box of the test image keyed ``test:<index>``, or None."""
-    if not hasattr(dataset, "box") or not image_key.startswith("test:"):
-        return None
-    return dataset.box(int(image_key.split(":", 1)[1]))
-
 
 st.title("Localization")
 run = common.selected_run()
 if run is None:
     st.stop()
 names, classes, test = run.peer_names, run.data.class_names, run.dataset("test")
-sizes = sorted({min(n, len(test)) for n in (50, 100, 250, 500)} | {len(test)})
 left, right = st.columns(2)
 with left:
     chosen = inputs.image_picker(run)
 with right:
     peer = st.selectbox("Class map of", range(len(names)), format_func=names.__getitem__)
-    limit = st.select_slider("Test images (cascade, scores)", sizes, min(100, len(test)))
+    steps = (50, 100, 250, 500)
+    limit = inputs.limit_slider(
+        "Test images (cascade, scores)", len(test), default=100, steps=steps
+    )
 
 loc = results.localize(run, chosen.key, chosen.image, peer=peer) if chosen else None
 if loc is not None:  # after a bad upload the rest of the page still shows
-    image, truth = chosen.image, true_box(test, chosen.key)
+    image, truth = chosen.image, true_box(test, chosen.index)
     cols = st.columns(2)
     cols[0].metric("Label", "unknown" if chosen.label is None else classes[chosen.label])
     cols[1].metric(f"{names[peer]} predicts", classes[int(loc.predicted[0])])
-    boxes = pd.DataFrame(loc.boxes[0].numpy(), columns=["x0", "y0", "x1", "y1"])
-    boxes["score"] = loc.scores[0].numpy()
+    boxes = pd.DataFrame(box_columns(loc, 0))
     left, right = st.columns(2)
     with left:
         title = "Ranked boxes" + (", true box dashed" if truth is not None else "")
@@ -59,25 +54,20 @@ if (curve := results.cascade(run, peer=peer, limit=limit)) is not None:
     cols = st.columns(3)
     cols[0].metric("Full model accuracy", pct(curve.full_accuracy))
     cols[1].metric("Best cascade accuracy", pct(float(curve.accuracy.max())))
-    cheap = curve.relative_cost[curve.accuracy >= curve.full_accuracy - 0.01]
-    within = f"{float(cheap.min()):.1%}" if len(cheap) else "none"
+    cheap = cheapest_within(curve, tolerance=0.01)
+    within = "none" if cheap is None else f"{cheap:.1%}"
     cols[2].metric("Cost of the cheapest cascade within 1 point", within, help="of the full cost")
     show(viz.cascade_figure(curve), key="cascade")
 
 st.header("Localization scores")
-if true_box(test, "test:0") is None:
+if not has_true_boxes(test):
     st.info(
         f"The {run.manifest.get('dataset', 'run')} test images have no true boxes; localization "
         "scores need a dataset with boxes, such as shapes."
     )
 elif (score := results.localization_score(run, peer=peer, limit=limit)) is not None:
-    rows = {
-        "Pointing game": (score.pointing, score.random_pointing),
-        "Top-1 IoU ≥ 0.5": (score.iou50, score.random_iou50),
-        "Mean best IoU": (score.mean_best_iou, score.random_mean_best_iou),
-    }
     cols = st.columns(4)
-    for col, (label, (ours, rand)) in zip(cols, rows.items()):
+    for col, (label, (ours, rand)) in zip(cols, versus_random(score).items()):
         col.metric(label, f"{ours:.3f}", f"{ours - rand:+.3f} vs random boxes")
     cols[3].metric("Accuracy on these images", pct(score.accuracy))
     show(viz.localization_scores_figure(score), key="localization_scores")

@@ -5,6 +5,7 @@ import streamlit as st
 
 from analysis import viz
 from analysis.probes.diversity import mean_off_diagonal
+from analysis.probes.headlines import shared_depth_layers
 from analysis.viz.similarity import short_layer_name
 from app import common, results
 from app.common import show
@@ -35,8 +36,7 @@ with left:
     )
     show(viz.cka_heatmap(result, peers=(a, b), peer_names=names), key="cka_layers")
 with right:
-    depths = min(len(result.indices_of(p)) for p in range(result.num_peers))
-    labels = [short_layer_name(p) for p in result.layers_of(0)[:depths]]
+    labels = [short_layer_name(path) for path in shared_depth_layers(result)]
     depth = labels.index(st.select_slider("Layer", labels, value=labels[-1]))
     st.metric(
         f"Mean CKA between peers at {labels[depth]}",

@@ -5,9 +5,8 @@ import streamlit as st
 
 from analysis import viz
 from analysis.probes import dcl_layer_paths
-from analysis.probes.hooks import peer_layers
-from analysis.probes.vocabulary import entropy_bits
-from app import common, results
+from analysis.probes.headlines import word_pair_numbers
+from app import common, inputs, results
 from app.common import show
 
 BRANCHES, PEERS = "DCL branches", "two peers"
@@ -27,12 +26,10 @@ if not sources:
     )
     st.stop()
 
-total = len(run.dataset("test"))
-sizes = sorted({min(n, total) for n in (100, 250, 500)} | {total})
 top = st.columns(3)
 source = top[0].radio("Words across", sources, horizontal=True)
 kind = top[1].radio("Table", list(KINDS), format_func=KINDS.get, horizontal=True)
-limit = top[2].select_slider("Test images", sizes, value=min(250, total))
+limit = inputs.limit_slider("Test images", len(run.dataset("test")), default=250, where=top[2])
 
 if source == BRANCHES:
     layer = st.selectbox("DCL layer", layers)
@@ -59,20 +56,13 @@ if source == BRANCHES:
     if gallery is not None:
         show(gallery[0], key="word_gallery", data=gallery[1])
 else:
-    picks, chosen = st.columns(2), []
-    for col, slot, default in zip(picks, "AB", (0, 1)):
-        peer = col.selectbox(
-            f"Peer {slot}", range(len(names)), default, format_func=names.__getitem__
-        )
-        options = peer_layers(model, peer)
-        chosen.append(col.selectbox(f"Layer {slot}", options, len(options) - 1))
-    if (found := results.cooccurrence(run, tuple(chosen), limit=limit)) is None:
+    if (found := results.cooccurrence(run, inputs.two_peer_layers(run), limit=limit)) is None:
         st.stop()
-    counts = found.counts
+    pairs = word_pair_numbers(found)
     cols = st.columns(4)
-    cols[0].metric("Used word pairs", f"{int((counts > 0).sum()):,}")
-    cols[1].metric("Possible word pairs", f"{counts.numel():,}", help="channels A x channels B")
-    cols[2].metric("Entropy of the word pairs", f"{entropy_bits(counts.reshape(-1)):.3f} bits")
+    cols[0].metric("Used word pairs", f"{pairs['used']:,}")
+    cols[1].metric("Possible word pairs", f"{pairs['possible']:,}", help="channels A x channels B")
+    cols[2].metric("Entropy of the word pairs", f"{pairs['entropy_bits']:.3f} bits")
     cols[3].metric("Mutual information", f"{found.mutual_information:.3f} bits")
     pooled = [layer for layer, p in zip(found.layers, found.resampled) if p]
     grid = "x".join(map(str, found.map_size))

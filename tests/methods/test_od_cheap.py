@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from analysis.config import ModelConfig
 from analysis.methods import METHODS, create_method
-from analysis.methods.od_cheap import ODCheapOptions, OnlineTeacherModel, distill_kl, map_and_logits
+from analysis.methods.od_cheap import ODCheapOptions, distill_kl
 from analysis.models import CollabOutput, count_parameters, create_model
+from analysis.models.online_teacher import OnlineTeacherModel, map_and_logits
 
 SHAPE = SimpleNamespace(num_classes=4, in_chans=1, mean=(0.5,), std=(0.25,))
 CIFAR10 = SimpleNamespace(num_classes=10, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3)

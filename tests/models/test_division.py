@@ -18,6 +18,7 @@ from analysis.models.division import (
     divided_widen,
     divided_width,
 )
+from analysis.models.resnext import resnext_net
 
 
 def _total(arch: str, split: int, *, num_classes: int = 100, **options) -> int:
@@ -97,8 +98,6 @@ def test_resnext29_real_forward_is_a_staged_net() -> None:
     assert out.shape == (2, 5)
     assert [n for n, _ in net.named_children()] == [*net.feature_names, "dropout", "fc"]
     with pytest.raises(CollabError, match="depth"):
-        from analysis.models.resnext import resnext_net
-
         resnext_net(depth=30, num_classes=10)
 
 

@@ -4,8 +4,8 @@ import torch
 
 from analysis.models import CollaborativeModel, create_model
 from analysis.probes.attributions import attribute
+from analysis.probes.class_map import localize
 from analysis.probes.faithfulness import deletion_curve
-from analysis.probes.localization import localize
 
 
 def test_class_map_and_gradcam_share_one_faithfulness_score():

@@ -9,16 +9,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from analysis.models import CollaborativeModel, create_model
-from analysis.probes.cascade import (
-    cascade_curve,
-    combine_stages,
-    count_flops,
-    crop_patches,
-    exit_stages,
-    stage_logits,
-)
+from analysis.probes.cascade import cascade_curve
+from analysis.probes.cascade_stages import combine_stages, crop_patches, exit_stages, stage_logits
+from analysis.probes.class_map import localize
+from analysis.probes.flops import count_flops
 from analysis.probes.hooks import hook_count
-from analysis.probes.localization import localize
 
 
 def test_flop_counter_known_answers():

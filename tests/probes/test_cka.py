@@ -15,19 +15,16 @@ from analysis.errors import CollabError
 from analysis.models import CollaborativeModel, create_model
 from analysis.models.shared_trunk import SharedTrunkModel
 from analysis.probes.cache import load_result, save_result
-from analysis.probes.cka import (
-    CKAConsumer,
-    CKAResult,
+from analysis.probes.cka import CKAConsumer, CKAResult, cka_layers, cka_probe
+from analysis.probes.hooks import capture, hook_count
+from analysis.probes.hsic import (
     MinibatchCKA,
     centred_gram,
     centred_grams,
-    cka_layers,
-    cka_probe,
     linear_cka,
     minibatch_cka,
     unbiased_hsic,
 )
-from analysis.probes.hooks import capture, hook_count
 
 
 def correlated(n: int, *, seed: int = 0, noise: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

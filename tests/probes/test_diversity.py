@@ -28,7 +28,7 @@ from analysis.probes import (
     q_statistic,
 )
 from analysis.probes.cache import load_result, save_result
-from analysis.probes.diversity import JS_MAX, peer_pairs
+from analysis.probes.diversity_measures import JS_MAX, peer_pairs
 
 # Three peers, six samples, three classes (the agreement probe's worked example).
 LABELS = torch.tensor([0, 1, 2, 0, 1, 2])

@@ -14,16 +14,10 @@ from analysis.errors import CollabError
 from analysis.models import CollaborativeModel, StagedNet, create_model
 from analysis.models.base import global_pool
 from analysis.models.receptive_field import ReceptiveField, receptive_field
+from analysis.probes.box_selection import position_boxes, select_boxes
+from analysis.probes.class_map import cam_field, localize
 from analysis.probes.hooks import hook_count
-from analysis.probes.localization import (
-    box_metrics,
-    cam_field,
-    localize,
-    position_boxes,
-    random_boxes,
-    score_localization,
-    select_boxes,
-)
+from analysis.probes.localization import box_metrics, random_boxes, score_localization
 
 FIELD = ReceptiveField(size=4, stride=2, offset=0)  # 5 x 5 map over a 12 x 12 image
 

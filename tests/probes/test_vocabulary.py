@@ -11,22 +11,14 @@ from torch.utils.data import TensorDataset
 from analysis.errors import CollabError
 from analysis.models import CollaborativeModel, create_model
 from analysis.models.receptive_field import receptive_field
+from analysis.probes.dcl_layers import dcl_layer_paths, dcl_receptive_field
+from analysis.probes.dcl_words import VocabularyStats, composite_ids, decode_ids
 from analysis.probes.hooks import hook_count
+from analysis.probes.peer_words import peer_cooccurrence
 from analysis.probes.shared_pass import run_pass
-from analysis.probes.vocabulary import (
-    VocabularyConsumer,
-    VocabularyStats,
-    WordHeap,
-    composite_ids,
-    crop_window,
-    dcl_layer_paths,
-    dcl_receptive_field,
-    decode_ids,
-    max_entropy_bits,
-    peer_cooccurrence,
-    pmi,
-    probe_vocabulary,
-)
+from analysis.probes.vocabulary import VocabularyConsumer, max_entropy_bits, probe_vocabulary
+from analysis.probes.word_patches import crop_window
+from analysis.probes.word_stats import WordHeap, pmi
 
 
 def one_hot_responses(words: list[list[int]], m: int, strength: list[float]) -> torch.Tensor:

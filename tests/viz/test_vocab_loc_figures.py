@@ -10,9 +10,11 @@ from torch.utils.data import TensorDataset
 
 from analysis.models import CollaborativeModel, create_model
 from analysis.probes.cascade import cascade_curve
-from analysis.probes.localization import LocalizationScore, localize
+from analysis.probes.class_map import localize
+from analysis.probes.localization import LocalizationScore
+from analysis.probes.peer_words import PeerCooccurrence
 from analysis.probes.shared_pass import run_pass
-from analysis.probes.vocabulary import PeerCooccurrence, VocabularyConsumer, probe_vocabulary
+from analysis.probes.vocabulary import VocabularyConsumer, probe_vocabulary
 from analysis.viz.localization import (
     boxes_figure,
     cascade_figure,

@@ -1,0 +1,142 @@
+"""MCL-OKD's contrastive machinery: per-branch memory banks and the NCE / InfoNCE terms.
+
+The method that uses them is :mod:`analysis.methods.mcl_okd`; the banks live in the method
+(not in the model, which stays small to ship) and are saved with its state for resuming.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from analysis.errors import CollabError
+
+
+class MemoryBank:
+    """One bank of unit vectors per branch, one row per training sample, plus sample labels.
+
+    Rows start uniform in ±1/sqrt(dim/3) (as in contrastive representation distillation)
+    and labels at -1 (unseen). Tensors: ``vectors`` (K, N, dim), ``labels`` (N,).
+    """
+
+    def __init__(self, *, branches: int, dim: int, momentum: float, size: int = 0) -> None:
+        self.branches, self.dim, self.momentum, self.size = branches, dim, momentum, size
+        self.vectors: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None  # known rows grouped by label (cache)
+
+    def _new_rows(self, n: int, device: torch.device) -> torch.Tensor:
+        bound = 1.0 / math.sqrt(self.dim / 3)
+        return torch.rand(self.branches, n, self.dim, device=device) * (2 * bound) - bound
+
+    def ensure(self, index: torch.Tensor) -> None:
+        """Allocate or grow the banks so that every row of ``index`` exists."""
+        need = int(index.max()) + 1
+        have = 0 if self.labels is None else self.labels.shape[0]
+        if need <= have:
+            self.vectors, self.labels = self.vectors.to(index.device), self.labels.to(index.device)
+            return
+        if self.size and need > self.size:
+            raise CollabError(
+                f"dataset index {need - 1} does not fit method.bank_size={self.size}; set "
+                "method.bank_size to the training-set size, or 0 to size the banks automatically"
+            )
+        n = self.size or need
+        vectors = self._new_rows(n - have, index.device)
+        labels = torch.full((n - have,), -1, dtype=torch.long, device=index.device)
+        if have:
+            vectors = torch.cat([self.vectors.to(index.device), vectors], dim=1)
+            labels = torch.cat([self.labels.to(index.device), labels])
+        self.vectors, self.labels, self._order = vectors, labels, None
+
+    def record_labels(self, index: torch.Tensor, target: torch.Tensor) -> None:
+        if bool((self.labels[index] != target).any()):
+            self.labels[index] = target
+            self._order = None
+
+    def sample_negatives(self, target: torch.Tensor, count: int) -> torch.Tensor:
+        """(B, m) bank rows of other-class samples, uniform with replacement; m <= count."""
+        if self._order is None:
+            known = (self.labels >= 0).nonzero().squeeze(1)
+            self._order = known[torch.argsort(self.labels[known], stable=True)]
+        grouped = self.labels[self._order]
+        classes = int(max(int(target.max()), int(grouped.max()))) + 1
+        counts = torch.bincount(grouped, minlength=classes)
+        starts = counts.cumsum(0) - counts
+        own = counts[target]  # (B,)
+        avail = self._order.shape[0] - own  # other-class rows known for each sample
+        m = min(count, int(avail.min()))
+        if m <= 0:
+            return target.new_zeros(target.shape[0], 0)
+        u = (torch.rand(target.shape[0], m, device=target.device) * avail[:, None]).long()
+        u = torch.minimum(u, avail[:, None] - 1)
+        pos = u + (u >= starts[target][:, None]) * own[:, None]  # skip the own-class block
+        return self._order[pos]
+
+    @torch.no_grad()
+    def update(self, index: torch.Tensor, embeddings: torch.Tensor) -> None:
+        """rows <- normalise(momentum·rows + (1 − momentum)·embeddings); embeddings (K, B, dim)."""
+        rows = self.vectors[:, index] * self.momentum + embeddings.detach() * (1 - self.momentum)
+        self.vectors[:, index] = F.normalize(rows, dim=-1)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.vectors is None:
+            return {}
+        return {"bank": self.vectors, "labels": self.labels}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        unknown = sorted(set(state) - {"bank", "labels"})
+        if unknown or (state and set(state) != {"bank", "labels"}):
+            raise ValueError(
+                f"an MCL-OKD method state holds 'bank' and 'labels', got {sorted(state)}"
+            )
+        if state and state["bank"].shape[::2] != (self.branches, self.dim):
+            raise CollabError(
+                f"the saved memory bank has shape {tuple(state['bank'].shape)}, not "
+                f"({self.branches}, N, {self.dim}); resume with the run's own method options"
+            )
+        self.vectors = state["bank"].clone() if state else None
+        self.labels = state["labels"].clone().long() if state else None
+        self._order = None
+
+
+def bank_nce(bank_rows: torch.Tensor, embeddings: torch.Tensor, *, tau: float) -> torch.Tensor:
+    """NCE loss of every ordered branch pair (i ≠ j), summed: the MCL-OKD contrastive term.
+
+    Args:
+        bank_rows: (K, B, 1 + m, D) rows of bank i, the positive (the sample's own row) first,
+            then m other-class negatives; treated as constants.
+        embeddings: (K, B, D) embeddings of the batch.
+        tau: temperature τ.
+
+    With P = exp(s/τ)/Z, Z = N·mean(exp(s/τ)) re-estimated per batch and pair (detached) and
+    noise probability 1/N: loss_ij = −[Σ_b log P⁺/(P⁺ + m/N) + Σ_{b,n} log (m/N)/(P⁻ + m/N)] / B,
+    where N cancels. Computed in log space.
+    """
+    k, b, slots, _ = bank_rows.shape
+    m = slots - 1
+    s = torch.einsum("ibnd,jbd->ijbn", bank_rows.detach(), embeddings) / tau  # (K, K, B, 1+m)
+    log_mean = torch.logsumexp(s.detach().flatten(2), dim=2) - math.log(b * slots)  # (K, K)
+    log_noise = (math.log(m) + log_mean)[:, :, None]
+    pos = -F.softplus(log_noise - s[..., 0])  # log P⁺/(P⁺ + m/N), (K, K, B)
+    neg = -F.softplus(s[..., 1:] - log_noise[..., None])  # log (m/N)/(P⁻ + m/N)
+    per_pair = -(pos.sum(dim=2) + neg.sum(dim=(2, 3))) / b
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=s.device)
+    return per_pair[off_diagonal].sum()
+
+
+def batch_infonce(embeddings: torch.Tensor, target: torch.Tensor, *, tau: float) -> torch.Tensor:
+    """In-batch InfoNCE of every ordered pair (i ≠ j), summed: (K, B, D), (B,) -> scalar.
+
+    For pair (i, j) sample b of branch j is scored against branch i's (detached) embeddings of
+    the batch; the positive is sample b, other samples of b's class are masked out.
+    """
+    k, b, _ = embeddings.shape
+    s = torch.einsum("icd,jbd->ijbc", embeddings.detach(), embeddings) / tau  # (K, K, B, B)
+    same = (target[:, None] == target[None, :]) & ~torch.eye(b, dtype=torch.bool, device=s.device)
+    s = s.masked_fill(same, float("-inf"))
+    ce = -s.log_softmax(dim=-1).diagonal(dim1=2, dim2=3).mean(dim=2)  # (K, K)
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=s.device)
+    return ce[off_diagonal].sum()
