@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -14,25 +14,55 @@ from analysis.errors import CollabError
 REPO = Path(__file__).resolve().parent.parent
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that it stops the command like Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except CollabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "interrupted; checkpoints written so far are kept (resume with --resume)",
-            file=sys.stderr,
-        )
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        what = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}; {_resume_hint(args)}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    if args.command == "train" and getattr(args, "out", None):
+        return f"checkpoints written so far are kept: resume with `collab train --out {args.out} --resume`"
+    return "checkpoints written so far are kept (resume with --resume)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (problem and where to look), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number; give N >= 1")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="collab", description="Train and explore collaboratively learned networks."
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -44,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         help="YAML preset, e.g. configs/dml_digits.yaml (optional with --resume)",
     )
-    p.add_argument("--out", help="run folder to write (default: runs/<preset name>)")
+    p.add_argument(
+        "--out",
+        help="run folder to write (default: runs/<preset name>); it must be new or empty: "
+        "training never writes into a folder holding other files or another run",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -54,7 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set train.epochs=5 (repeatable)",
     )
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out exactly from checkpoints/last.safetensors (appending to "
+        "its metrics and checkpoints, keeping its provenance); a finished run is left untouched, "
+        "and a run that cannot continue exactly is refused, never restarted",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_train)
@@ -76,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", default="test", choices=["train", "test"], help="split to probe (default: test)"
     )
-    p.add_argument("--limit", type=int, help="use only the first N samples")
+    p.add_argument("--limit", type=_positive_int, help="use only the first N samples")
     p.add_argument("--report", help="HTML report to write (default: RUN/report.html)")
     p.add_argument("--checkpoint", default="best", help="best, last or epoch_NNN (default: best)")
     p.add_argument("--refresh", action="store_true", help="recompute even when cached")
@@ -131,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _resume_config(out: Path, args: argparse.Namespace):
+    """The config a resumed run continues with: the saved one (a given one must equal it)."""
     import yaml
 
     from analysis.config import config_from_dict, load_config
@@ -138,8 +177,13 @@ def _resume_config(out: Path, args: argparse.Namespace):
 
     saved_path = out / CONFIG
     if not saved_path.is_file():
+        if args.config and not (out.is_dir() and any(out.iterdir())):
+            return load_config(args.config, args.overrides)  # killed before anything was saved
         raise CollabError(f"{out} has no {CONFIG} to resume from; start it without --resume")
-    saved = config_from_dict(yaml.safe_load(saved_path.read_text()))
+    try:
+        saved = config_from_dict(yaml.safe_load(saved_path.read_text()))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise CollabError(f"{saved_path} is not readable YAML; the run cannot be resumed") from None
     if args.config or args.overrides:
         given = (
             load_config(args.config, args.overrides)
@@ -202,9 +246,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    import json
-
-    from analysis.runs import MANIFEST, list_runs
+    from analysis.runs import list_runs, read_manifest
 
     found = list_runs(args.root)
     if not found:
@@ -212,14 +254,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"no runs under {args.root}; train one with `collab train` or rebuild the defaults with `collab zoo`"
         )
         return 0
-    print(f"{'run':<28} {'method':<15} {'dataset':<10} {'peers':>5} {'best acc':>9}  status")
+    print(f"{'run':<28} {'method':<15} {'dataset':<10} {'peers':>5} {'test acc':>9}  status")
     for path in found:
-        m = json.loads((path / MANIFEST).read_text())
-        acc = f"{100 * m['best_acc']:.2f}%" if m.get("best_acc", -1) >= 0 else "-"
-        print(
-            f"{path.name:<28} {m['method']:<15} {m['dataset']:<10} {len(m['peer_names']):>5} {acc:>9}  {m['status']}"
-        )
+        print(_run_line(path, read_manifest(path)))
     return 0
+
+
+def _run_line(path: Path, m: dict | None) -> str:
+    """One line of `collab runs`; a damaged manifest is marked, never fatal to the listing."""
+    if m is None:
+        return f"{path.name:<28} {'?':<15} {'?':<10} {'?':>5} {'-':>9}  broken: unreadable manifest.json"
+    try:
+        test = m.get("test_acc_at_best")  # at the epoch chosen on the validation split
+        acc = f"{100 * test:.2f}%" if isinstance(test, (int, float)) else "-"
+        peers = len(m["peer_names"]) if "peer_names" in m else "-"
+        status = str(m.get("status", "unknown"))
+        return f"{path.name:<28} {m.get('method', '?'):<15} {m.get('dataset', '-'):<10} {peers:>5} {acc:>9}  {status}"
+    except (TypeError, ValueError):
+        return f"{path.name:<28} {'?':<15} {'?':<10} {'?':>5} {'-':>9}  broken: malformed manifest.json"
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -242,9 +294,13 @@ def cmd_app(args: argparse.Namespace) -> int:
         "--browser.gatherUsageStats",
         "false",
         "--server.maxUploadSize",
-        "16",
+        "64",
     ]
-    return subprocess.call(cmd, env=env)
+    # Become the Streamlit server (exec): a signal that stops `collab app` stops the server, and
+    # no child is left behind.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:

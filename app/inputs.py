@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 import analysis
-from analysis.data.upload import MAX_BYTES, MAX_SIDE, load_image
+from analysis.data.upload import MAX_BYTES, MAX_PIXELS, load_image
 from analysis.probes.hooks import peer_layers
 from app.common import guarded
 
@@ -52,7 +52,7 @@ def image_picker(run: analysis.Run) -> ChosenImage | None:
         index = int(st.number_input(f"Test image (0 to {len(test) - 1})", 0, len(test) - 1, 0))
         image, label = test[index]
         return ChosenImage(image, int(label), f"test:{index}", index)
-    limits = f"at most {MAX_BYTES // 2**20} MB and {MAX_SIDE} px a side"
+    limits = f"at most {MAX_BYTES // 2**20} MB and {MAX_PIXELS // 10**6} megapixels"
     upload = st.file_uploader(f"An image file (PNG, JPEG, …; {limits})")
     invert = st.checkbox("Invert (dark ink on light paper)")
     if upload is None:

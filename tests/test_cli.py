@@ -1,5 +1,6 @@
 """The `collab` CLI: happy paths, and bad input as one line on stderr with a non-zero exit."""
 
+import json
 import shutil
 
 from tests.conftest import DML_PRESET, TINY, run_cli
@@ -89,7 +90,8 @@ def test_a_cifar10_folder_in_torchvision_format_trains_for_a_step(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     metrics = (out / "metrics.jsonl").read_text().splitlines()
-    assert len(metrics) == 2 and '"samples": 4' in metrics[0]  # one step of 4 CIFAR images
+    splits = [json.loads(line)["split"] for line in metrics]
+    assert splits == ["train", "val", "test"] and '"samples": 4' in metrics[0]  # 4 CIFAR images
     missing = run_cli(
         "train",
         str(DML_PRESET),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,10 @@ class DataConfig:
     eval_batch_size: int = 256
     num_workers: int = 0
     augment: bool = True
+    #: Share of each class of the training split held out to select ``best`` (0: no selection,
+    #: ``best`` is the last epoch). Drawn with ``val_seed``, independent of ``train.seed``.
+    val_fraction: float = 0.1
+    val_seed: int = 0
 
 
 @dataclass
@@ -62,6 +67,9 @@ class TrainConfig:
     save_every: int = 1
     max_steps_per_epoch: int | None = None
     threads: int | None = None
+    #: What chooses ``best`` on the validation split: ``auto`` (the method's reported number),
+    #: ``ensemble``, ``best_peer`` or ``mean_peer``.
+    select: Literal["auto", "ensemble", "best_peer", "mean_peer"] = "auto"
 
 
 @dataclass
@@ -119,31 +127,68 @@ def load_config(
             )
         try:
             data = yaml.safe_load(path.read_text()) or {}
+        except (UnicodeDecodeError, ValueError):
+            raise CollabError(
+                f"config file {path} is not a text file; pass a YAML preset from configs/"
+            ) from None
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f" (line {line + 1})" if line is not None else ""
             raise CollabError(
                 f"config file {path} is not valid YAML{where}; fix its syntax"
             ) from None
+    if not isinstance(data, dict):
+        raise CollabError(
+            f"config file {path} holds a YAML {type(data).__name__}, not a mapping of sections "
+            "(data, model, method, optim, schedule, train); see configs/ for examples"
+        )
     for assignment in overrides:
         apply_override(data, assignment)
     return config_from_dict(data)
 
 
 def _check_ranges(config: Config) -> None:
+    train, data, optim, schedule = config.train, config.data, config.optim, config.schedule
     checks = [
         ("model.peers", config.model.peers >= 1, "at least 1"),
-        ("train.epochs", config.train.epochs >= 1, "at least 1"),
-        ("train.save_every", config.train.save_every >= 0, "0 (never) or more"),
-        ("data.batch_size", config.data.batch_size >= 1, "at least 1"),
-        ("optim.lr", config.optim.lr > 0, "positive"),
+        ("train.epochs", train.epochs >= 1, "at least 1"),
+        ("train.seed", train.seed >= 0, "0 or more"),
+        ("train.save_every", train.save_every >= 0, "0 (never) or more"),
+        (
+            "train.max_steps_per_epoch",
+            train.max_steps_per_epoch is None or train.max_steps_per_epoch >= 1,
+            "at least 1, or null for the whole epoch",
+        ),
+        ("train.threads", train.threads is None or train.threads >= 1, "at least 1, or null"),
+        ("data.batch_size", data.batch_size >= 1, "at least 1"),
+        ("data.eval_batch_size", data.eval_batch_size >= 1, "at least 1"),
+        ("data.num_workers", data.num_workers >= 0, "0 or more"),
+        ("data.val_fraction", 0 <= data.val_fraction < 1, "in [0, 1) (0.1 is usual)"),
+        ("data.val_seed", data.val_seed >= 0, "0 or more"),
+        ("optim.lr", math.isfinite(optim.lr) and optim.lr > 0, "a positive number"),
+        ("optim.momentum", 0 <= optim.momentum < 1, "in [0, 1)"),
+        ("optim.weight_decay", optim.weight_decay >= 0, "0 or more"),
+        ("schedule.warmup_epochs", schedule.warmup_epochs >= 0, "0 or more"),
+        ("schedule.gamma", schedule.gamma > 0, "positive"),
+        ("schedule.min_lr", schedule.min_lr >= 0, "0 or more"),
+        (
+            "schedule.milestones",
+            all(m >= 1 for m in schedule.milestones),
+            "a list of epochs, each at least 1",
+        ),
     ]
     for key, ok, expected in checks:
         if not ok:
-            raise CollabError(f"config key {key!r} must be {expected}")
+            value = _value(config, key)
+            raise CollabError(f"config key {key!r} must be {expected} (got {value!r}); fix it")
     arch = config.model.arch
     if isinstance(arch, list) and len(arch) != config.model.peers:
         raise CollabError(
             f"config key 'model.arch' lists {len(arch)} architectures for {config.model.peers} peers; "
             "give one per peer or a single name"
         )
+
+
+def _value(config: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)

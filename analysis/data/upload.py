@@ -1,9 +1,12 @@
 """Turn the bytes of a user's image file into a model input, refusing anything unsafe or unreadable.
 
 The bytes come from outside (an app upload, a file on disk), so every failure -- not an image,
-truncated, too large in bytes or in pixels -- is one :class:`CollabError` sentence. Pixel limits
-are checked from the file header before anything is decoded, so a small file announcing a huge
-image (a decompression bomb) is refused without allocating it.
+truncated, too large in bytes or in pixels -- is one :class:`CollabError` sentence. The pixel
+count is checked from the file header before anything is decoded, so a small file announcing a
+huge image (a decompression bomb) is refused without allocating it. Photos of current phones
+(20-108 megapixels) are accepted and downscaled cheaply while decoding: JPEG's draft mode decodes
+at 1/2, 1/4 or 1/8 scale directly, and other formats are box-reduced by an integer factor right
+after decoding, so no full-size float copy is ever made.
 
 Conversion to a run's input, in this order:
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -28,14 +32,19 @@ from analysis.errors import CollabError
 
 log = logging.getLogger(__name__)
 
-MAX_BYTES = 10 * 1024 * 1024
-MAX_SIDE = 4096
+MAX_BYTES = 64 * 1024 * 1024
+MAX_PIXELS = 110_000_000  # a 108-megapixel phone photo passes; more is refused from the header
+#: Decoding keeps at least this many times the model's input side before the final resize.
+_OVERSAMPLE = 2
+#: PIL modes that Image.reduce handles (a box filter over whole factor x factor blocks).
+_REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F"}
 #: PIL modes holding more than 8 bits per pixel, and the value that maps to 1.0.
 _WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
 
 
-def _open(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
-    """Decode ``data`` after checking its byte size and announced pixel size."""
+def _open(data: bytes, *, max_bytes: int, max_pixels: int, image_size: int) -> Image.Image:
+    """Decode ``data`` after checking its byte size and announced pixel count, downscaled to
+    no less than ``_OVERSAMPLE * image_size`` pixels a side where that is cheap."""
     if not data:
         raise CollabError("the uploaded file is empty; choose a PNG or JPEG image")
     if len(data) > max_bytes:
@@ -44,19 +53,33 @@ def _open(data: bytes, *, max_bytes: int, max_side: int) -> Image.Image:
             "limit; upload a smaller or more compressed image"
         )
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # our own pixel limit below replaces PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError:
+        raise CollabError(
+            f"the image is too large (over {max_pixels / 1e6:.0f} megapixels); downscale it "
+            "before uploading"
+        ) from None
     except Exception:  # PIL raises many types for foreign bytes
         raise CollabError(
             "the uploaded file is not a readable image; upload a PNG, JPEG, BMP, GIF or WebP file"
         ) from None
     width, height = image.size
-    if max(width, height) > max_side or min(width, height) < 1:
+    if width * height > max_pixels or min(width, height) < 1:
         raise CollabError(
-            f"the image is {width}x{height} pixels, outside the 1..{max_side} px limit per side; "
-            "resize it before uploading"
+            f"the image is too large: {width}x{height} pixels ({width * height / 1e6:.0f} "
+            f"megapixels), over the {max_pixels / 1e6:.0f} megapixel limit; downscale it before "
+            "uploading"
         )
+    keep = _OVERSAMPLE * image_size
     try:
+        if image.format == "JPEG":
+            image.draft(image.mode, (keep, keep))  # DCT-domain downscale: decodes far less
         image.load()
+        factor = min(image.size) // keep
+        if factor >= 2 and image.mode in _REDUCIBLE:
+            image = image.reduce(factor)
     except Exception as exc:  # truncated or corrupt pixel data
         log.debug("image decode failed: %s", exc)
         raise CollabError(
@@ -102,7 +125,7 @@ def load_image(
     background: float = 0.0,
     invert: bool = False,
     max_bytes: int = MAX_BYTES,
-    max_side: int = MAX_SIDE,
+    max_pixels: int = MAX_PIXELS,
 ) -> torch.Tensor:
     """Decode an image file into a run's input format.
 
@@ -114,8 +137,8 @@ def load_image(
             [0, 1] (also with ``invert``).
         invert: return ``1 - image`` (e.g. black ink on white paper for a model trained on
             bright strokes over black, like the digits dataset).
-        max_bytes: refuse larger files (default 10 MB).
-        max_side: refuse images wider or taller than this many pixels (default 4096).
+        max_bytes: refuse larger files (default 64 MB).
+        max_pixels: refuse images of more pixels than this, from the header (default 110 M).
 
     Returns:
         (in_chans, image_size, image_size) float32 tensor in [0, 1].
@@ -127,7 +150,7 @@ def load_image(
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    image = _open(data, max_bytes=max_bytes, max_side=max_side)
+    image = _open(data, max_bytes=max_bytes, max_pixels=max_pixels, image_size=image_size)
     image = ImageOps.exif_transpose(image) or image
     fill = (
         1.0 - background if invert else background

@@ -64,15 +64,21 @@ def save_result(path: Path, result: Any) -> None:
 
 
 def load_result(path: Path, cls: type[R]) -> R:
+    """Read a cached result; any damage (bad JSON, missing or foreign fields) is a CollabError."""
     tensors, metadata = read_tensors(path)
     if metadata.get("class") != cls.__name__:
         raise CollabError(f"cached result {path} is not a {cls.__name__}; delete it to recompute")
-    values: dict[str, Any] = json.loads(metadata["json"])
-    for name, value in list(values.items()):
-        if isinstance(value, dict) and "__tensor_keys__" in value:
-            values[name] = {k: tensors[f"{name}{_SEP}{k}"] for k in value["__tensor_keys__"]}
-    values.update({k: v for k, v in tensors.items() if _SEP not in k})
-    return cls(**values)
+    try:
+        values = json.loads(metadata["json"])
+        if not isinstance(values, dict):
+            raise TypeError("the JSON fields are not a mapping")
+        for name, value in list(values.items()):
+            if isinstance(value, dict) and "__tensor_keys__" in value:
+                values[name] = {k: tensors[f"{name}{_SEP}{k}"] for k in value["__tensor_keys__"]}
+        values.update({k: v for k, v in tensors.items() if _SEP not in k})
+        return cls(**values)
+    except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise CollabError(f"cached result {path} is damaged ({exc}); it is recomputed") from None
 
 
 def cache_path(run: Any, probe: str, args: dict[str, Any]) -> Path:

@@ -12,6 +12,7 @@ from analysis.runs.checkpoint import (
     save_resume,
     save_weights,
 )
+from analysis.runs.claim import Claim, claim_run_folder, read_manifest
 from analysis.runs.layout import (
     CHECKPOINTS,
     CONFIG,
@@ -20,6 +21,7 @@ from analysis.runs.layout import (
     PROBES,
     append_metrics,
     checkpoint_path,
+    inside,
     is_run,
     keep_metrics_through,
     list_runs,
@@ -27,10 +29,15 @@ from analysis.runs.layout import (
     write_config,
     write_json,
 )
-from analysis.runs.manifest import build_manifest
+from analysis.runs.manifest import PROVENANCE, build_manifest, provenance
 from analysis.runs.run import Run, build_run_model, load_run
 
 __all__ = [
+    "PROVENANCE",
+    "Claim",
+    "claim_run_folder",
+    "provenance",
+    "read_manifest",
     "CHECKPOINTS",
     "CONFIG",
     "MANIFEST",
@@ -42,6 +49,7 @@ __all__ = [
     "build_manifest",
     "build_run_model",
     "checkpoint_path",
+    "inside",
     "is_run",
     "keep_metrics_through",
     "list_runs",

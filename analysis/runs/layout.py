@@ -73,17 +73,29 @@ def is_run(path: Path) -> bool:
     return (Path(path) / MANIFEST).is_file() and (Path(path) / CONFIG).is_file()
 
 
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, with every symbolic link resolved, lies inside ``root`` (resolved)."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
 def list_runs(root: str | Path) -> list[Path]:
     """Run folders directly under ``root`` (or one level deeper), sorted by path.
 
-    Hidden folders (e.g. a zoo run being rebuilt, ``.NAME.building``) are not runs yet.
+    Hidden folders (e.g. a zoo run being rebuilt, ``.NAME.building``) are not runs yet. A folder
+    reached through a symbolic link that leads out of ``root`` (a link to a run elsewhere, a link
+    to ``..``) is not listed: only what lies inside the root, resolved, can be opened from it.
     """
     root = Path(root)
     if not root.is_dir():
         return []
+    real_root = root.resolve()
 
     def visible_dirs(folder: Path) -> list[Path]:
-        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return [
+            p
+            for p in folder.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and inside(p, real_root)
+        ]
 
     found = [p for p in visible_dirs(root) if is_run(p)]
     found += [q for p in visible_dirs(root) if not is_run(p) for q in visible_dirs(p) if is_run(q)]

@@ -14,12 +14,40 @@ from torch import nn
 from analysis.config import Config
 from analysis.models import count_parameters
 
+PROVENANCE = ("method", "seed", "epochs", "versions", "git_sha", "created")
 
-def build_manifest(
-    config: Config, data: Any, model: nn.Module, *, status: str, **extra: Any
-) -> dict[str, Any]:
+
+def provenance(config: Config) -> dict[str, Any]:
+    """Who made the run, when and with what: written once, never changed by a resume."""
     return {
         "method": config.method.name,
+        "seed": config.train.seed,
+        "epochs": config.train.epochs,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": _version("torchvision"),
+            "collablens": _version("collablens"),
+        },
+        "git_sha": git_sha(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def build_manifest(
+    config: Config,
+    data: Any,
+    model: nn.Module,
+    *,
+    status: str,
+    origin: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The full manifest; ``origin`` (an earlier manifest) supplies the provenance to keep."""
+    kept = {k: origin[k] for k in PROVENANCE if origin and k in origin}
+    return {
+        **provenance(config),
+        **kept,
         "dataset": data.name,
         "data": {
             "num_classes": data.num_classes,
@@ -32,17 +60,7 @@ def build_manifest(
         "peer_names": list(getattr(model, "peer_names", [])),
         "param_counts": [count_parameters(model.peer(i)) for i in range(model.num_peers)],
         "total_params": sum(p.numel() for p in model.parameters()),
-        "seed": config.train.seed,
-        "epochs": config.train.epochs,
         "status": status,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torchvision": _version("torchvision"),
-            "collablens": _version("collablens"),
-        },
-        "git_sha": git_sha(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -85,6 +86,9 @@ def build_run_model(
     return model.eval()
 
 
+CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def load_run(path: str | Path, checkpoint: str = "best") -> Run:
     """Load a run folder; ``checkpoint`` is ``best``, ``last`` or ``epoch_NNN``."""
     path = Path(path).expanduser().resolve()
@@ -94,13 +98,28 @@ def load_run(path: str | Path, checkpoint: str = "best") -> Run:
         raise CollabError(
             f"{path} is not a run folder (no {MANIFEST} or {CONFIG}); train one with `collab train`"
         )
+    if not CHECKPOINT_NAME.fullmatch(checkpoint):
+        raise CollabError(
+            f"checkpoint {checkpoint!r} is not a checkpoint name; use best, last or epoch_NNN "
+            "(checkpoints are read only from the run's own checkpoints/ folder)"
+        )
     try:
         config = yaml.safe_load((path / CONFIG).read_text())
         manifest = json.loads((path / MANIFEST).read_text())
-    except (yaml.YAMLError, json.JSONDecodeError):
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError):
         raise CollabError(
             f"{path} has an unreadable {CONFIG} or {MANIFEST}; retrain the run"
         ) from None
+    if not isinstance(config, dict) or not isinstance(manifest, dict):
+        raise CollabError(
+            f"{path} has a {CONFIG} or {MANIFEST} that is not a mapping; retrain the run"
+        )
+    if not isinstance(manifest.get("data"), dict) or "peer_names" not in manifest:
+        status = manifest.get("status", "unknown")
+        raise CollabError(
+            f"{path} has no trained model yet (status {status}); resume it with "
+            f"`collab train --out {path} --resume`"
+        )
     model = build_run_model(config, manifest, path, checkpoint)
     return Run(
         path=path,

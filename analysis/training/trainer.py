@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,12 +15,23 @@ from tqdm import tqdm
 from analysis import runs
 from analysis.config import Config
 from analysis.data import MultiView, WithIndex, augment_for, build_dataset
+from analysis.data.validation import split_validation
 from analysis.device import pick_device
 from analysis.errors import CollabError
 from analysis.methods import create_method
-from analysis.runs import build_manifest, load_resume, save_resume, save_weights
+from analysis.runs import (
+    Claim,
+    build_manifest,
+    claim_run_folder,
+    load_resume,
+    provenance,
+    read_manifest,
+    save_resume,
+    save_weights,
+)
 from analysis.training.callbacks import Callback
 from analysis.training.optim import build_optimizer, lr_at, set_lr
+from analysis.training.selection import resolve_metric, score
 from analysis.training.stats import EpochStats, evaluate
 
 log = logging.getLogger(__name__)
@@ -50,60 +62,52 @@ class Trainer:
         self.method = create_method(config.method)
 
     def fit(self, *, resume: bool = False) -> Path:
+        """Train into the run folder and return its path.
+
+        Writes only into a new or empty folder, or into the run it resumes (see
+        :func:`analysis.runs.claim_run_folder`); a finished run is returned untouched.
+        """
         cfg = self.config
-        self._prepare_folder(resume)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.manual_seed(cfg.train.seed)
-        data = build_dataset(
-            cfg.data.name,
-            root=cfg.data.root,
-            download=cfg.data.download,
-            image_size=cfg.data.image_size,
-            seed=cfg.train.seed,
-        )
-        self.model = self.method.build_model(cfg.model, data).to(self.device)
-        self.optimizer = build_optimizer(
-            cfg.optim, self.model, weight_decay_scale=self.method.weight_decay_scale
-        )
-        views = self.model.num_peers if self.method.per_peer_views else 1
-        self.views = MultiView(
-            data.train,
-            views=views,
-            seed=cfg.train.seed,
-            augment=augment_for(data.name) if cfg.data.augment else None,
-        )
-        self.train_set = WithIndex(self.views)
-        test_loader = DataLoader(
-            data.test, batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers
-        )
-        start, best = 0, {"best_acc": -1.0, "best_epoch": 0}
+        claim = claim_run_folder(self.out, resume=resume)
+        if claim is Claim.COMPLETE:
+            log.info("%s is already complete; nothing to do", self.out)
+            return self.out
+        self.origin = read_manifest(self.out) if claim is Claim.RESUME else None
+        self._clock = (time.monotonic(), float((self.origin or {}).get("train_seconds", 0.0)))
+        was_empty = not self.out.exists() or not any(self.out.iterdir())
+        if claim is Claim.FRESH:
+            self._start_folder()
+        try:
+            self._setup()
+        except CollabError:
+            if was_empty:  # nothing trained and the folder was ours: take back what was written
+                self._undo_start()
+            raise
+        start, self.best = 0, {"best_acc": -1.0, "best_epoch": 0}
         last = runs.checkpoint_path(self.out, "last")
-        if resume and last.exists():
-            start, best, method_state = load_resume(last, self.model, self.optimizer)
+        if claim is Claim.RESUME:
+            start, self.best, method_state = load_resume(last, self.model, self.optimizer)
             self.method.load_state_dict(method_state)
             runs.keep_metrics_through(self.out, start)
             log.info("resuming %s after epoch %d", self.out, start)
-        else:
-            runs.write_config(self.out, cfg.to_dict())
-            (self.out / runs.METRICS).write_text("")
-        runs.write_json(
-            self.out / runs.MANIFEST,
-            build_manifest(cfg, data, self.model, status="running", **best),
-        )
+        self._write_manifest("running", **self.best)
         for epoch in range(start, cfg.train.epochs):
-            train_record = self._train_epoch(epoch)
-            test_record = evaluate(
-                self.model, test_loader, method=self.method, device=self.device, epoch=epoch + 1
-            )
-            records = [
-                self._record(epoch, "train", train_record),
-                self._record(epoch, "test", test_record),
-            ]
+            records = [self._record(epoch, "train", self._train_epoch(epoch))]
+            evals = {}
+            for split, loader in self.loaders.items():
+                evals[split] = evaluate(
+                    self.model, loader, method=self.method, device=self.device, epoch=epoch + 1
+                )
+                self._check_finite(evals[split], epoch)
+                records.append(self._record(epoch, split, evals[split]))
             runs.append_metrics(self.out, records)
-            if test_record["ensemble_acc"] > best["best_acc"]:
-                best = {"best_acc": test_record["ensemble_acc"], "best_epoch": epoch + 1}
+            chosen = score(evals["val"], self.metric) if "val" in evals else math.inf
+            if chosen > self.best["best_acc"] or "val" not in evals:
+                self.best = {
+                    "best_acc": chosen if "val" in evals else -1.0,
+                    "best_epoch": epoch + 1,
+                    "test_acc_at_best": evals["test"]["ensemble_acc"],
+                }
                 save_weights(
                     runs.checkpoint_path(self.out, "best"), self.model, {"epoch": str(epoch + 1)}
                 )
@@ -119,16 +123,108 @@ class Trainer:
                 self.model,
                 self.optimizer,
                 epoch=epoch + 1,
-                extra=best,
+                extra=self.best,
                 method_state=self.method.state_dict(),
             )
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch=epoch + 1, records=records)
-        runs.write_json(
-            self.out / runs.MANIFEST,
-            build_manifest(cfg, data, self.model, status="complete", **best),
-        )
+        self._write_manifest("complete", **self.best)
         return self.out
+
+    def _setup(self) -> None:
+        """Data, model, optimizer and loaders (raises CollabError on a bad dataset or model)."""
+        cfg = self.config
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(cfg.train.seed)
+        data = self.data = build_dataset(
+            cfg.data.name,
+            root=cfg.data.root,
+            download=cfg.data.download,
+            image_size=cfg.data.image_size,
+            seed=cfg.train.seed,
+        )
+        self.model = self.method.build_model(cfg.model, data).to(self.device)
+        self.optimizer = build_optimizer(
+            cfg.optim, self.model, weight_decay_scale=self.method.weight_decay_scale
+        )
+        train, val = split_validation(
+            data.train, fraction=cfg.data.val_fraction, seed=cfg.data.val_seed
+        )
+        self.metric = resolve_metric(cfg.train.select, self.method)
+        self.selection = {
+            "split": "val" if val is not None else "none (the last epoch is best)",
+            "metric": self.metric,
+            "val_fraction": cfg.data.val_fraction,
+            "val_seed": cfg.data.val_seed,
+            "val_size": 0 if val is None else len(val),
+            "train_size": len(train),
+        }
+        views = self.model.num_peers if self.method.per_peer_views else 1
+        self.views = MultiView(
+            train,
+            views=views,
+            seed=cfg.train.seed,
+            augment=augment_for(data.name) if cfg.data.augment else None,
+        )
+        self.train_set = WithIndex(self.views)
+        self.loaders = {
+            split: DataLoader(
+                part, batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers
+            )
+            for split, part in (("val", val), ("test", data.test))
+            if part is not None
+        }
+
+    def _start_folder(self) -> None:
+        """Config and a first manifest before anything slow: a kill at any moment is resumable."""
+        self._made_folder = not self.out.exists()
+        (self.out / runs.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        (self.out / runs.PROBES).mkdir(exist_ok=True)
+        runs.write_config(self.out, self.config.to_dict())
+        (self.out / runs.METRICS).write_text("")
+        self.origin = provenance(self.config)
+        runs.write_json(self.out / runs.MANIFEST, {**self.origin, "status": "starting"})
+
+    def _undo_start(self) -> None:
+        """Remove what :meth:`_start_folder` wrote into a new or empty folder (setup failed)."""
+        for name in (runs.CONFIG, runs.MANIFEST, runs.METRICS):
+            (self.out / name).unlink(missing_ok=True)
+        for sub in (runs.CHECKPOINTS, runs.PROBES):
+            if (self.out / sub).is_dir() and not any((self.out / sub).iterdir()):
+                (self.out / sub).rmdir()
+        if self._made_folder and not any(self.out.iterdir()):
+            self.out.rmdir()
+
+    def _write_manifest(self, status: str, **extra) -> None:
+        """The manifest with ``status``; ``train_seconds`` adds up the wall time of every session."""
+        started, before = self._clock
+        extra["train_seconds"] = round(before + time.monotonic() - started, 1)
+        manifest = build_manifest(
+            self.config,
+            self.data,
+            self.model,
+            status=status,
+            origin=self.origin,
+            selection=self.selection,
+            **extra,
+        )
+        runs.write_json(self.out / runs.MANIFEST, manifest)
+
+    def _fail(self, reason: str) -> CollabError:
+        """Mark the run failed (with the reason) and return the error to raise."""
+        self._write_manifest("failed", failure=reason, **self.best)
+        return CollabError(reason)
+
+    def _check_finite(self, record: dict, epoch: int) -> None:
+        """A model whose evaluation loss is not finite is never kept as ``best``: the run fails."""
+        losses = [record["loss"], record["ensemble_loss"], *record["peer_loss"]]
+        if not all(math.isfinite(v) for v in losses):
+            raise self._fail(
+                f"the evaluation loss became non-finite after epoch {epoch + 1}; "
+                "lower optim.lr and train into a new --out (earlier checkpoints are kept)"
+            )
 
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.config
@@ -175,9 +271,9 @@ class Trainer:
                 out, y, epoch=epoch + step / steps, index=index.to(self.device)
             )
             if not math.isfinite(loss.item()):
-                raise CollabError(
+                raise self._fail(
                     f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                    "lower optim.lr (checkpoints up to the previous epoch are kept)"
+                    "lower optim.lr and train into a new --out (earlier checkpoints are kept)"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -206,16 +302,6 @@ class Trainer:
                 summary["ensemble_acc"],
             )
         return record
-
-    def _prepare_folder(self, resume: bool) -> None:
-        if self.out.exists() and not self.out.is_dir():
-            raise CollabError(f"--out {self.out} is a file; choose a folder path")
-        if runs.is_run(self.out) and not resume:
-            raise CollabError(
-                f"{self.out} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        (self.out / runs.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
-        (self.out / runs.PROBES).mkdir(exist_ok=True)
 
 
 def train(

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 # Dash style tells the splits apart; colour tells the peers apart.
-SPLIT_DASH = {"train": "dash", "test": "solid"}
+SPLIT_DASH = {"train": "dash", "val": "dot", "test": "solid"}
 ENSEMBLE_COLOR = "#222222"
 METRIC_LABELS = {"acc": "accuracy", "loss": "loss"}
 
@@ -37,7 +37,7 @@ def training_curves(
     """One line per peer plus one for the ensemble, for every split present in ``metrics``.
 
     Args:
-        metrics: lines of ``metrics.jsonl``, each with ``epoch``, ``split`` ("train" or "test"),
+        metrics: lines of ``metrics.jsonl``, each with ``epoch``, ``split`` ("train", "val", "test"),
             ``peer_<metric>`` (a K-list) and ``ensemble_<metric>``; lines or keys that are
             missing are skipped.
         peer_names: the K peer names, in the order of the ``peer_<metric>`` lists.

@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from analysis.data.upload import load_image
-from analysis.errors import CollabError
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -92,27 +90,3 @@ def test_exif_orientation_is_applied():
     # pixel, right of the stored row, ends at the bottom.
     torch.testing.assert_close(out[:, 0], torch.tensor([0.0, 1.0]))
     torch.testing.assert_close(out[:, 1], torch.zeros(2))
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (b"", "empty"),
-        (b"\x00garbage bytes, not an image" * 10, "not a readable image"),
-        (encode(Image.new("RGB", (64, 64), (9, 9, 9)))[:60], "truncated or corrupt"),
-        (encode(Image.new("1", (5000, 8))), "5000x8 pixels"),
-    ],
-)
-def test_bad_files_raise_one_clear_sentence(data, message):
-    with pytest.raises(CollabError) as raised:
-        load_image(data, in_chans=1, image_size=32)
-    text = str(raised.value)
-    assert message in text and "\n" not in text and ";" in text  # problem; fix
-
-
-def test_file_size_limit_is_checked_before_decoding():
-    with pytest.raises(CollabError, match="over the 10 MB limit"):
-        load_image(b"\x89PNG" + b"\x00" * (10 * 2**20), in_chans=1, image_size=8)
-    data = encode(Image.new("L", (8, 8)))
-    with pytest.raises(CollabError, match="limit"):
-        load_image(data, in_chans=1, image_size=8, max_bytes=len(data) - 1)

@@ -1,9 +1,11 @@
-"""The shipped runs' probe results are bit-identical to those of the code before the house move.
+"""The shipped runs' probe results are bit-identical to the recorded ones.
 
-``probe_fingerprints.json`` was written by ``tests/probes/fingerprint.py`` run on the code as it
-stood before the refactor (one thread, fixed limit); any change to a probe's numbers, however
-small, changes a sha256 here. A deliberate change of a probe's maths rewrites the file
-(``python -m tests.probes.fingerprint``) in the same commit, with the reason in its message.
+``probe_fingerprints.json`` is written by ``tests/probes/fingerprint.py`` (one thread, fixed
+limit); any change to a probe's numbers, however small, changes a sha256 here. The house
+refactor was checked against fingerprints written by the code before it (commits 78b089d and
+9801d58 pass with the file of 78b089d). A deliberate change of a probe's maths or of the shipped
+runs rewrites the file (``python -m tests.probes.fingerprint``) in the same commit, with the
+reason in its message.
 """
 
 import json

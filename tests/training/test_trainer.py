@@ -30,14 +30,18 @@ def test_run_folder_contents(tiny_run):
     assert manifest["data"]["num_classes"] == 10
     metrics = read_metrics(tiny_run)
     assert [(m["epoch"], m["split"]) for m in metrics] == [
-        (e, s) for e in (1, 2, 3) for s in ("train", "test")
+        (e, s) for e in (1, 2, 3) for s in ("train", "val", "test")
     ]
     assert all(len(m["peer_acc"]) == 3 and 0 <= m["ensemble_acc"] <= 1 for m in metrics)
-    # best.safetensors holds the weights of the epoch with the best test ensemble accuracy
-    tests = [m for m in metrics if m["split"] == "test"]
-    best = max(tests, key=lambda m: m["ensemble_acc"])
+    # best.safetensors holds the weights of the epoch with the best VALIDATION ensemble
+    # accuracy (DML's reported number); the first such epoch wins a tie
+    vals = [m for m in metrics if m["split"] == "val"]
+    best = max(vals, key=lambda m: m["ensemble_acc"])
     assert manifest["best_epoch"] == best["epoch"]
     assert manifest["best_acc"] == pytest.approx(best["ensemble_acc"])
+    test_at_best = next(m for m in metrics if m["split"] == "test" and m["epoch"] == best["epoch"])
+    assert manifest["test_acc_at_best"] == pytest.approx(test_at_best["ensemble_acc"])
+    assert manifest["selection"]["split"] == "val" and manifest["selection"]["metric"] == "ensemble"
 
 
 def test_load_run_reproduces_logged_test_accuracy(tiny_run):
@@ -88,7 +92,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, tiny_run)
         [sys.executable, "-c", KILLER, str(DML_PRESET), str(out), *TINY], cwd=REPO
     )
     assert proc.returncode == -9
-    assert [m["epoch"] for m in read_metrics(out)] == [1, 1]  # killed during epoch 2
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 1, 1]  # killed during epoch 2
     resumed = run_cli("train", "--out", str(out), "--resume", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert read_metrics(out) == read_metrics(tiny_run)
