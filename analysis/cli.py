@@ -1,4 +1,4 @@
-"""The ``collab`` command line: train, eval, runs, app, zoo."""
+"""The ``collab`` command line: train, eval, analyze, import, runs, app, zoo."""
 
 from __future__ import annotations
 
@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder")
     p.add_argument("--checkpoint", default="best", help="best, last or epoch_NNN (default: best)")
     p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="data.KEY=VALUE",
+        help="where the run's data is on this machine, e.g. --set data.root=~/data (repeatable)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("analyze", help="compute probes on a run and write an HTML report")
@@ -120,6 +128,71 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="recompute even when cached")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser(
+        "import",
+        help="import existing checkpoints (the authors', torchvision, timm, ours) as a run",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="checkpoint files (.pth, .pth.tar, .pt, .safetensors) or run folders; several "
+        "become the peers of one run",
+    )
+    p.add_argument(
+        "--source",
+        required=True,
+        help="how to read them: state_dict, torchvision, timm, dc, mcl_okd, od_cheap, "
+        "anchornet, hcgnet",
+    )
+    p.add_argument(
+        "--arch",
+        help="registered model, the authors' name under --source, or torchvision/NAME, "
+        "timm/NAME (optional where the files name it)",
+    )
+    p.add_argument("--out", required=True, help="run folder to write (new or empty)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config key (data.name=cifar100, data.root=DIR, model.options.KEY=...) or an "
+        "import key: entry=NAME (dict entry holding the weights), mean=[..], std=[..]",
+    )
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of configs x seeds, then summarise: mean ± sd, paired differences",
+    )
+    p.add_argument("config", help="YAML preset every run starts from")
+    p.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a config key and its values (repeatable; every combination is a cell)",
+    )
+    p.add_argument("--seeds", default="0,1,2", help="train.seed values, e.g. 0,1,2 (default)")
+    p.add_argument("--out", required=True, help="sweep folder (new or empty, or this sweep's)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value of the preset for every run (repeatable)",
+    )
+    p.add_argument(
+        "--control",
+        metavar="KEY=VALUE",
+        help="the cell the others are compared with (default: method.name=independent if in "
+        "the grid, else the first cell)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("runs", help="list the runs under a root folder")
     p.add_argument(
@@ -205,6 +278,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from analysis.training.stats import evaluate
 
     run = load_run(args.run, checkpoint=args.checkpoint)
+    run.use_data(args.overrides)
     loader = DataLoader(run.dataset(args.split), batch_size=256)
     result = evaluate(run.model, loader, device=torch.device("cpu"))
     print(
@@ -243,6 +317,52 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print(f"probes: {', '.join(results)}")
     print(f"report written to {path}")
     return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from analysis.config.schema import apply_override
+    from analysis.runs.importers import import_checkpoints
+
+    options: dict = {}
+    for assignment in args.overrides:
+        apply_override(options, assignment)
+    run = import_checkpoints(
+        args.paths, source=args.source, arch=args.arch, out=args.out, **options
+    )
+    print(
+        f"imported {len(args.paths)} file(s) as {run.model.num_peers} peers "
+        f"({', '.join(run.peer_names)}) into {run.path}"
+    )
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import csv
+
+    from analysis.probes.sweep_summary import summary_rows, sweep_summary
+    from analysis.runs.sweep import make_plan
+    from analysis.training.sweep import run_sweep
+    from analysis.viz.report import write_report
+    from analysis.viz.sweep import sweep_sections
+
+    out = Path(args.out)
+    plan = make_plan(args.config, args.grid, args.seeds, args.overrides)
+    run_sweep(plan, out, progress=not args.no_progress)
+    summary = sweep_summary(out, control=args.control)
+    for name, rows in zip(("summary.csv", "differences.csv"), summary_rows(summary)):
+        if rows:
+            with open(out / name, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    report = write_report(
+        out / "summary.html", f"CollabLens sweep: {out.name}", sweep_sections(summary)
+    )
+    done = len(summary.runs)
+    print(
+        f"{done} runs finished, {len(summary.missing)} not; summary in {out / 'summary.csv'}, {report}"
+    )
+    return 0 if not summary.missing else 1
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Any] = {}
         self._meta: dict[str, Mapping[str, Any]] = {}
+        self._refused: dict[str, str] = {}
 
     def register(self, name: str | None = None, **meta: Any) -> Callable[[Any], Any]:
         """Decorator registering its target under ``name`` (default: its ``__name__``)."""
@@ -43,9 +44,21 @@ class Registry:
         """Register ``entry`` under ``name`` with ``meta``; returns ``entry``."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
+        if name in self._refused:
+            raise ValueError(f"{self.kind} {name!r} is refused: {self._refused[name]}")
         self._entries[name] = entry
         self._meta[name] = MappingProxyType(dict(meta))
         return entry
+
+    def refuse(self, name: str, message: str) -> None:
+        """Keep ``name`` unregistered and answer it with ``message`` (one line: what to use).
+
+        For a name that would be ambiguous: :meth:`get` raises :class:`CollabError` with
+        ``message`` instead of the list of known names.
+        """
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered; it cannot be refused")
+        self._refused[name] = message
 
     def get(self, name: str, default: Any = _MISSING) -> Any:
         """The entry of ``name``; an unknown name returns ``default`` if given, else raises."""
@@ -54,6 +67,8 @@ class Registry:
         except KeyError:
             if default is not _MISSING:
                 return default
+            if name in self._refused:
+                raise CollabError(self._refused[name]) from None
             known = ", ".join(sorted(self._entries))
             raise CollabError(f"unknown {self.kind} {name!r}; choose one of: {known}") from None
 

@@ -29,6 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_KEY = "run_name"
 DEFAULT_RUN = "dml-digits"
 CHECKPOINT = "best"  # the app always shows a run's best checkpoint
+SEED_NOTE = (
+    "Every number on this page comes from one run, i.e. one seed. Differences between methods "
+    "need several seeds: run `collab sweep` and open it under Compare runs → A sweep."
+)
 
 
 def runs_root() -> Path:

@@ -48,3 +48,15 @@ def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny-dml"
     Trainer(load_config(DML_PRESET, TINY), out, progress=False).fit()
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> Path:
+    """A finished sweep of independent vs DML on tiny CNNs, seeds 0 and 1 (shared, read-only)."""
+    from analysis.cli import main
+
+    out = tmp_path_factory.mktemp("sweeps") / "tiny-sweep"
+    sets = [a for t in TINY for a in ("--set", t)]
+    args = ["sweep", str(DML_PRESET), "--grid", "method.name=independent,dml", "--seeds", "0,1"]
+    assert main([*args, "--out", str(out), *sets, "--no-progress"]) == 0
+    return out

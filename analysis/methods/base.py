@@ -39,8 +39,9 @@ class Method:
     peers are wired differently, e.g. a shared trunk).
 
     Attributes:
-        per_peer_views: if True each peer gets its own independently augmented view of every
-            image, i.e. the model receives (K, B, C, H, W) batches during training.
+        per_peer_views: if True the trainer builds independently augmented views of every
+            image, :meth:`num_views` of them (one per peer unless a method says otherwise),
+            i.e. the model receives (V, B, C, H, W) batches during training.
         weight_decay_scale: factor the trainer applies to ``optim.weight_decay`` (e.g. the
             divided weight decay of divide-and-co-training).
     """
@@ -51,6 +52,11 @@ class Method:
 
     def __init__(self, options: MethodOptions) -> None:
         self.options = options
+
+    def num_views(self, model: nn.Module) -> int:
+        """Augmented views per image the trainer builds for ``model``: 1 without
+        ``per_peer_views``, else one per peer (``model.num_peers``)."""
+        return model.num_peers if self.per_peer_views else 1
 
     def build_model(self, model_cfg: Any, data: DataShape) -> nn.Module:
         """Build a :class:`CollaborativeModel` of ``model_cfg.peers`` registered networks."""

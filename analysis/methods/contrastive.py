@@ -13,19 +13,22 @@ import torch.nn.functional as F
 
 from analysis.errors import CollabError
 
+NEGATIVE_RULES = ("all", "seen")
+
 
 class MemoryBank:
     """One bank of unit vectors per branch, one row per training sample, plus sample labels.
 
-    Rows start uniform in ±1/sqrt(dim/3) (as in contrastive representation distillation)
-    and labels at -1 (unseen). Tensors: ``vectors`` (K, N, dim), ``labels`` (N,).
+    Rows start uniform in ±1/sqrt(dim/3) (as in contrastive representation distillation and
+    the authors' ``mcl/memory.py``) and labels at -1 (unseen). Tensors: ``vectors``
+    (K, N, dim), ``labels`` (N,).
     """
 
     def __init__(self, *, branches: int, dim: int, momentum: float, size: int = 0) -> None:
         self.branches, self.dim, self.momentum, self.size = branches, dim, momentum, size
         self.vectors: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
-        self._order: torch.Tensor | None = None  # known rows grouped by label (cache)
+        self._order: dict[str, torch.Tensor] = {}  # rows grouped by label, per rule (cache)
 
     def _new_rows(self, n: int, device: torch.device) -> torch.Tensor:
         bound = 1.0 / math.sqrt(self.dim / 3)
@@ -49,31 +52,51 @@ class MemoryBank:
         if have:
             vectors = torch.cat([self.vectors.to(index.device), vectors], dim=1)
             labels = torch.cat([self.labels.to(index.device), labels])
-        self.vectors, self.labels, self._order = vectors, labels, None
+        self.vectors, self.labels, self._order = vectors, labels, {}
 
     def record_labels(self, index: torch.Tensor, target: torch.Tensor) -> None:
         if bool((self.labels[index] != target).any()):
             self.labels[index] = target
-            self._order = None
+            self._order = {}
 
-    def sample_negatives(self, target: torch.Tensor, count: int) -> torch.Tensor:
-        """(B, m) bank rows of other-class samples, uniform with replacement; m <= count."""
-        if self._order is None:
-            known = (self.labels >= 0).nonzero().squeeze(1)
-            self._order = known[torch.argsort(self.labels[known], stable=True)]
-        grouped = self.labels[self._order]
-        classes = int(max(int(target.max()), int(grouped.max()))) + 1
-        counts = torch.bincount(grouped, minlength=classes)
+    def sample_negatives(
+        self, target: torch.Tensor, count: int, *, rule: str = "all"
+    ) -> torch.Tensor:
+        """(B, m) bank rows of other-class samples for a batch of classes ``target`` (B,).
+
+        Args:
+            count: K, the negatives wanted per sample.
+            rule: ``"all"`` -- the authors' sampler (winycg/MCL-OKD ``dataset/cifar100.py``,
+                ``np.random.choice(cls_negative[target], k, replace=k > len(...))``): K
+                distinct rows per sample, uniform over every bank row not known to share the
+                sample's class (rows not yet seen take part with their initial vectors, as in
+                the authors' bank); with replacement only when fewer than K rows qualify; m = K.
+                ``"seen"`` -- uniform with replacement among rows already seen whose class
+                differs; m = min(K, the fewest such rows of any sample of the batch).
+        """
+        if rule not in NEGATIVE_RULES:
+            raise CollabError(f"unknown negatives rule {rule!r}; use 'all' or 'seen'")
+        if rule not in self._order:
+            rows = torch.arange(len(self.labels), device=self.labels.device)
+            rows = rows if rule == "all" else rows[self.labels >= 0]
+            self._order[rule] = rows[torch.argsort(self.labels[rows], stable=True)]
+        order = self._order[rule]
+        grouped = self.labels[order] + 1  # unseen rows (label -1) form group 0
+        groups = int(max(int(target.max()) + 1, int(grouped.max()))) + 1
+        counts = torch.bincount(grouped, minlength=groups)
         starts = counts.cumsum(0) - counts
-        own = counts[target]  # (B,)
-        avail = self._order.shape[0] - own  # other-class rows known for each sample
-        m = min(count, int(avail.min()))
-        if m <= 0:
+        own = counts[target + 1]  # (B,) rows known to share the sample's class
+        avail = order.shape[0] - own  # candidate rows of each sample
+        m = count if rule == "all" else min(count, int(avail.min()))
+        if m <= 0 or int(avail.min()) <= 0:
             return target.new_zeros(target.shape[0], 0)
-        u = (torch.rand(target.shape[0], m, device=target.device) * avail[:, None]).long()
-        u = torch.minimum(u, avail[:, None] - 1)
-        pos = u + (u >= starts[target][:, None]) * own[:, None]  # skip the own-class block
-        return self._order[pos]
+        if rule == "all":
+            u = distinct_draws(avail, m)
+        else:
+            u = (torch.rand(target.shape[0], m, device=target.device) * avail[:, None]).long()
+            u = torch.minimum(u, avail[:, None] - 1)
+        pos = u + (u >= starts[target + 1][:, None]) * own[:, None]  # skip the own-class block
+        return order[pos]
 
     @torch.no_grad()
     def update(self, index: torch.Tensor, embeddings: torch.Tensor) -> None:
@@ -99,7 +122,36 @@ class MemoryBank:
             )
         self.vectors = state["bank"].clone() if state else None
         self.labels = state["labels"].clone().long() if state else None
-        self._order = None
+        self._order = {}
+
+
+def distinct_draws(
+    limits: torch.Tensor, count: int, *, max_elements: int = 1 << 24
+) -> torch.Tensor:
+    """(B, count) int64: row b holds ``count`` distinct integers drawn uniformly from
+    ``[0, limits[b])`` (with replacement where ``limits[b] < count``).
+
+    Smallest-``count`` of uniform random keys, in chunks of rows of at most ``max_elements``
+    keys, so memory stays bounded for large banks.
+    """
+    top = int(limits.max())
+    rows = max(1, max_elements // max(top, 1))
+    out = []
+    for lo in range(0, len(limits), rows):
+        lim = limits[lo : lo + rows]
+        if count <= top:
+            keys = torch.rand(len(lim), top, device=lim.device)
+            keys.masked_fill_(torch.arange(top, device=lim.device) >= lim[:, None], 2.0)
+            u = keys.topk(count, dim=1, largest=False).indices
+        else:
+            u = torch.zeros(len(lim), count, dtype=torch.long, device=lim.device)
+        short = lim < count
+        if bool(short.any()):
+            few = lim[short][:, None]
+            draws = (torch.rand(len(few), count, device=lim.device) * few).long()
+            u[short] = torch.minimum(draws, few - 1)
+        out.append(u)
+    return torch.cat(out)
 
 
 def bank_nce(bank_rows: torch.Tensor, embeddings: torch.Tensor, *, tau: float) -> torch.Tensor:

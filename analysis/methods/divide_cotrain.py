@@ -3,7 +3,11 @@ Trade-offs: Divide and Co-training", IEEE TIP, arXiv 2011.14660; METHODS.md, see
 
 One large network (``model.arch`` with ``model.options``) is divided into S = ``model.peers``
 small networks by :mod:`analysis.models.division` (width / √S, WRN widen k/√S + 0.4, ResNeXt
-cardinality / S). The small networks are co-trained:
+cardinality / S). The small networks are built as the authors' ``model/resnet.py`` builds
+them (``authors_networks=True``): a CIFAR ResNet becomes ``dc_resnet`` (AvgPool(2) + 1x1 conv
++ BN downsampling shortcuts, zero-initialised last BN per block), a WRN the post-activation
+``dc_wrn``, ResNeXt-29 ``dc_resnext29``; ``authors_networks=False`` divides the registered
+network itself. The small networks are co-trained:
 
     L = Σ_i CE(z_i, y) + λ(e) · [H(p̄) − (1/S) Σ_i H(p_i)],
 
@@ -15,13 +19,14 @@ the co-training term pulls every peer towards the others). λ(e) rises linearly 
 
 Regularization is divided too: the dropout before the classifier is p/S (``dropout`` = the
 large network's p; 0 keeps the classifier-dropout option of ``model.options``, divided), and
-with ``divide_weight_decay`` the weight decay is wd·exp(1/S − 1) (applied through
-``weight_decay_scale``, which is set when the model is built). BN and bias parameters get no
-weight decay in the paper: the presets set ``optim.no_decay_norm_bias: true``. Each small
-network sees its own independently augmented view (``per_peer_views``). Inference: the mean
-of the peers' logits (``model.ensemble: prob_mean`` averages probabilities instead).
-
-[open] ``divide_weight_decay`` defaults to False (the paper calls it optional).
+the weight decay is wd·exp(1/S − 1) (``divide_weight_decay``, on by default as the authors'
+``--is_div_wd 1``; applied through ``weight_decay_scale``, which is set when the model is
+built). The authors exempt every parameter whose name contains ``norm`` or ``bias`` from
+weight decay (``utils/lr_scheduler.py: get_parameter_groups``) — on these networks the
+biases (BN and fc), not the BN weights: the presets set ``optim.no_decay_norm_bias: true``,
+which applies that rule. Each small network sees its own independently augmented view
+(``per_peer_views``). Inference: the mean of the peers' logits (``model.ensemble: prob_mean``
+averages probabilities instead).
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ class DivideCotrainOptions(MethodOptions):
         scale it down); 0 disables the warm-up.
     min_cot_weight: the floor of λ during warm-up (0.005).
     dropout: the large network's dropout before the classifier, p; each small network uses p/S.
-    divide_weight_decay: scale the weight decay by exp(1/S − 1).
+    divide_weight_decay: scale the weight decay by exp(1/S − 1) (on, as the authors').
+    authors_networks: build the small networks as the authors' code does (see module doc);
+        False divides the registered network ``model.arch`` itself.
     """
 
     name: str = "divide_cotrain"
@@ -57,7 +64,8 @@ class DivideCotrainOptions(MethodOptions):
     warmup_epochs: float = 40.0
     min_cot_weight: float = 0.005
     dropout: float = 0.0
-    divide_weight_decay: bool = False
+    divide_weight_decay: bool = True
+    authors_networks: bool = True
 
 
 def cot_weight_at(epoch: float, *, weight: float, warmup_epochs: float, floor: float) -> float:
@@ -103,7 +111,11 @@ class DivideCotrain(Method):
                 "set model.arch to a single name, not a list"
             )
         spec = divided_options(
-            arch, split=split, options=model_cfg.options, dropout=opts.dropout or None
+            arch,
+            split=split,
+            options=model_cfg.options,
+            dropout=opts.dropout or None,
+            authors=opts.authors_networks,
         )
         log.info("divide_cotrain: %s into %d networks (%s)", arch, split, spec.rule)
         self.weight_decay_scale = math.exp(1.0 / split - 1.0) if opts.divide_weight_decay else 1.0

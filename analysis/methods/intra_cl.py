@@ -8,11 +8,11 @@ option (weight 0 switches it off: its term is then exactly 0 and contributes no 
 1. **Output consistency** (``output_weight``, ``consistency``): the final exit's predictions on
    two stochastic versions of each image agree, symmetric T²·½[KL(p_a‖p_b) + KL(p_b‖p_a)],
    no side detached (both passes learn from each other). ``consistency="views"``: two
-   independently augmented views (the method asks for per-peer views; the trainer then sends
-   one view per exit and views beyond the second are unused). ``consistency="dropout"``: the
-   same batch twice, differing only by dropout masks (needs a network with dropout, e.g.
-   ``model.options.dropout=0.2``). Either way the two halves run as one (2B) batch, and only
-   the first half enters the other terms.
+   independently augmented views (the method asks for exactly two, :meth:`IntraCL.num_views`,
+   whatever the number of exits; a batch with more views uses the first two).
+   ``consistency="dropout"``: the same batch twice, differing only by dropout masks (needs a
+   network with dropout, e.g. ``model.options.dropout=0.2``). Either way the two halves run as
+   one (2B) batch, and only the first half enters the other terms.
 2. **Intermediate-to-output consistency** (``distill_weight``): auxiliary classifiers (exits
    after ``exits_after``, see :mod:`analysis.models.exits`) are distilled towards the final
    output, T²·KL(p_final/T detached ‖ p_aux/T); the detached target means no gradient reaches
@@ -214,6 +214,10 @@ class IntraCL(Method):
             )
         # Two augmented views are only needed when the view-consistency term is on.
         self.per_peer_views = options.output_weight > 0 and options.consistency == "views"
+
+    def num_views(self, model: nn.Module) -> int:
+        """2 for the view-consistency pair (the peers are exits, not views), else 1."""
+        return 2 if self.per_peer_views else 1
 
     def build_model(self, model_cfg: Any, data: DataShape) -> nn.Module:
         opts: IntraCLOptions = self.options

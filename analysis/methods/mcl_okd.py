@@ -2,8 +2,8 @@
 
 Branches share the stem and first stage. Each branch has a classifier and an embedding head;
 the embeddings of every ordered pair of branches (i, j) are contrasted against a memory bank
-of branch i (NCE over one positive and K other-class negatives), and the last branch distils
-from the detached mean of all branches.
+of branch i (NCE over one positive and K other-class negatives, drawn as in the authors'
+code), and the last branch distils from the detached mean of all branches.
 """
 
 from __future__ import annotations
@@ -30,9 +30,16 @@ class MCLOKDOptions(MethodOptions):
     kd_weight, contrast_weight: weights of the KD (1) and contrastive (0.025) terms.
     nce_temperature: τ of the contrastive scores (0.1).
     negatives: K other-class negatives per sample from the bank (256 for small CIFAR models).
-        Drawn uniformly with replacement among bank rows whose label is known and differs;
-        while the bank knows fewer such rows for some sample of the batch (early in the
-        first epoch), that smaller number is used for the whole batch.
+    negatives_from: how the K rows are drawn (:meth:`MemoryBank.sample_negatives`).
+        ``all`` (default, the authors' sampler): K distinct rows per sample, uniform over all
+        N bank rows except those of the sample's class; rows not yet written keep their
+        random initial vectors and take part, as in the authors' bank. The bank learns a
+        row's class when the row is first seen, so in the first epoch an unseen row of the
+        same class can be drawn (it holds only its random initial vector). With
+        ``bank_size: 0`` the bank holds the rows up to the largest index seen so far.
+        ``seen`` (this package's earlier rule): uniform with replacement among rows already
+        seen whose class differs; while fewer are known for some sample of the batch (early
+        in the first epoch), that smaller number is used for the whole batch.
     momentum: memory-bank update, row <- normalise(m·row + (1-m)·embedding) (0.5).
     contrast: ``bank`` — the paper's memory-bank NCE whenever dataset indices are given, the
         in-batch InfoNCE otherwise (evaluation); ``batch`` — always in-batch InfoNCE: for the
@@ -52,6 +59,7 @@ class MCLOKDOptions(MethodOptions):
     contrast_weight: float = 0.025
     nce_temperature: float = 0.1
     negatives: int = 256
+    negatives_from: Literal["all", "seen"] = "all"
     momentum: float = 0.5
     contrast: Literal["bank", "batch"] = "bank"
     bank_size: int = 0
@@ -138,7 +146,7 @@ class MCLOKD(Method):
         bank = self._bank(emb.shape[0])
         bank.ensure(index)
         bank.record_labels(index, target)
-        negatives = bank.sample_negatives(target, opts.negatives)  # (B, m)
+        negatives = bank.sample_negatives(target, opts.negatives, rule=opts.negatives_from)
         if negatives.shape[1] == 0:  # no other class known yet: nothing to contrast against
             loss = emb.new_zeros(())
         else:

@@ -25,32 +25,38 @@ class ONEOptions(MethodOptions):
     kl_weight: weight of the distillation term (1).
     split_after: the last shared stage. ONE's reference code branches the last stage of a
         CIFAR ResNet, i.e. shares ``conv1 .. layer2``; use ``layer1`` for two-stage nets.
-    gate: ``linear`` — softmax(Linear(pooled trunk)) as in the paper's text (default);
-        ``linear_bn_relu`` — softmax(ReLU(BN(Linear(pooled trunk)))) as in the reference code.
+    gate: ``linear_bn_relu`` (default) — softmax over K of ReLU(BN1d(Linear(pooled trunk))),
+        as the reference code (winycg/MCL-OKD ``models/one_resnet.py``: ``gate_fc`` =
+        Linear(trunk channels, K), ``gate_norm`` = BatchNorm1d(K), softmax(relu(...), dim=1));
+        ``linear`` — softmax(Linear(pooled trunk)), the paper's text (this package's earlier
+        default).
     """
 
     name: str = "one"
     temperature: float = 3.0
     kl_weight: float = 1.0
     split_after: str = "layer2"
-    gate: Literal["linear", "linear_bn_relu"] = "linear"
+    gate: Literal["linear", "linear_bn_relu"] = "linear_bn_relu"
 
 
 class ONEModel(SharedTrunkModel):
     """A :class:`SharedTrunkModel` whose ensemble is the gated teacher.
 
-    The gate sees the trunk output globally average-pooled, (B, C'), and gives (B, K) weights;
+    The gate sees the trunk output globally average-pooled, (B, C'), and gives (B, K) weights
+    (C' = the trunk's output channels, e.g. 32 for a CIFAR ResNet-32 shared up to layer2);
     teacher = Σ_k g_k · z_k. ``ensemble_logits`` and ``extras["teacher_logits"]`` are that
     teacher (ONE deploys the ensemble or a branch; runs report the teacher as the ensemble);
     ``extras["gate"]`` holds the weights and ``extras["features"]`` the pooled branch features.
 
     Args:
-        gate: ``linear`` or ``linear_bn_relu`` (see :class:`ONEOptions`).
+        gate: ``linear_bn_relu`` or ``linear`` (see :class:`ONEOptions`).
         in_chans: input channels, used once to find the trunk's output width.
         **kwargs: as :class:`SharedTrunkModel`.
     """
 
-    def __init__(self, nets: Any, *, gate: str = "linear", in_chans: int, **kwargs: Any) -> None:
+    def __init__(
+        self, nets: Any, *, gate: str = "linear_bn_relu", in_chans: int, **kwargs: Any
+    ) -> None:
         super().__init__(nets, **kwargs)
         width = _trunk_width(self.trunk, in_chans)
         layers: list[nn.Module] = [nn.Linear(width, self.num_peers)]

@@ -1,177 +1,96 @@
-"""AnchorNet: a light CNN with no padding anywhere, so every map position sees an exact window.
+"""AnchorNet: a light CNN with no padding anywhere, so every map position sees a known window.
 
 From the patch-localisation paper of seed 002 (*localize multi-scale semantic patches ... due
-to the linearly spatial aggregation before the softmax layer*). Layout of the reference:
-stem 3x3 stride 2 (in -> 16), seven MBConv blocks (Tan & Le 2019: 1x1 expansion, depthwise
-3x3, squeeze-excitation, 1x1 projection, swish), 1x1 conv to 512 (``features_map``), global
-average pool, linear classifier. No layer pads, so map position (i, j) sees exactly input rows
-``offset + stride*i ... + receptive_field - 1`` (columns likewise); residuals exist only where
-the block keeps the channel count at stride 1, the skip cropped by one pixel per side to match.
+to the linearly spatial aggregation before the softmax layer*). Every layout has a stem 3x3
+stride 2 (in -> 16, BN, swish), seven MBConv blocks (Tan & Le 2019: 1x1 expansion, depthwise
+3x3, squeeze-excitation, 1x1 projection + BN, swish after the expansion and the depthwise
+conv), a 1x1 conv to 512 (``features_map``), global average pool and a linear ``fc``. No layer
+pads, so map position (i, j) sees input rows ``offset + stride*i ... + receptive_field - 1``
+(columns likewise); a block adds its input (cropped to the output size) only where it keeps
+the channel count at stride 1.
 
-Layouts (option ``layout``; block strides, everything else equal):
+Layouts (option ``layout``):
 
-* ``"reference"`` -- strides 2, 2, 1, 1, 1, 1, 1: 224 px -> 17 x 17 map, receptive field 95,
-  stride 8, box (i, j) = rows 8i..8i+94, cols 8j..8j+94 (the paper's numbers). Needs >= 95 px.
-* ``"small"`` (default, for 32-64 px data such as ``shapes``) -- all strides 1: receptive field
-  31, stride 2; 64 px -> 17 x 17 map (box = rows 2i..2i+30), 32 px -> 1 x 1.
+* ``"reference"`` -- the authors' network (winycg/AnchorNet ``models/anchornet.py``): blocks
+  16->16 (expansion 1, stride 2), 16->24 (e3, s2), 24->24 (e4), 24->48 (e4), 48->96 (e2),
+  96->96 (e1.5) x 2; **global** squeeze-excitation with int(block input channels / 4) hidden
+  channels (1x1 convs with bias, swish, sigmoid) on the expanded channels; the skip cropped
+  **top-left**; ``features_map`` a plain 1x1 conv with bias (no BN, no activation); fc weights
+  N(0, 0.001). 224 px -> 17 x 17 map, receptive field 95, stride 8, box (i, j) = rows
+  8i..8i+94, cols 8j..8j+94. 674,696 parameters for 1000 classes; the authors' code counts
+  674,984 because its block 1 also builds a 16->16 expansion conv + BN (288 parameters) that
+  its forward never uses (expansion 1), which is left out here. Needs >= 95 px.
+* ``"exact"`` -- our earlier variant with the same geometry: blocks 16, 16, 16, 32, 32, 64, 64
+  (expansion 1 then 6), **pointwise** SE, the skip cropped **centred** (one pixel per side),
+  ``features_map`` conv -> BN -> swish, PyTorch's default fc init; 674,504 parameters for
+  1000 classes. With pointwise SE a map position depends on nothing outside its box.
+* ``"small"`` (default, for 32-64 px data such as ``shapes``) -- ``"exact"`` with every block
+  at stride 1 (not the reference made smaller): receptive field 31, stride 2; 64 px -> 17 x 17
+  map (box = rows 2i..2i+30), 32 px -> 1 x 1.
 
-Squeeze-excitation (option ``se``; a choice, the paper's block uses global SE):
+Squeeze-excitation (option ``se``; default: the layout's):
 
-* ``"pointwise"`` (default) -- the gate of a position is computed from that position's own
-  channels (the same two 1x1 convs as SE, applied without the global pool), which keeps the
-  exact-window property: a map position does not depend on pixels outside its box at all.
-* ``"global"`` -- standard SE (global average pool first): same parameters, but every position
-  then depends on the whole image through the channel gates (the window is exact only for the
-  geometry, not for the values).
+* ``"global"`` -- standard SE (global average pool first), as the authors: every position then
+  depends on the whole image through the channel gates (the window is exact for the geometry,
+  not for the values).
+* ``"pointwise"`` -- the gate of a position is computed from that position's own channels (the
+  same two 1x1 convs without the pool), which keeps the exact-window property.
 * ``"none"`` -- no SE.
 
-Parameter count: the channel plan below gives 674,504 parameters for 1000 classes (RGB), the
-paper's "about 0.675M"; 513,000 of them are the 512 -> 1000 classifier. (The paper gives no
-channel plan: this one, stem 16 and blocks 16, 16, 16, 32, 32, 64, 64 with expansion 1 then 6,
-is a choice that reproduces the count.)
-
 Cost knobs (not in the paper): ``width`` scales the stem and block channels (``width / 16``);
-``expansion`` is the hidden-channel factor of blocks 2-7. With the "small" layout every block
-runs at half the input resolution, so ``configs/anchornet_shapes.yaml`` uses width 8 and
-expansion 3 (38,790 parameters for 6 classes) to train on CPU.
+``expansion`` replaces the hidden-channel factor of every block that expands (default: the
+layout's). ``configs/anchornet_shapes.yaml`` uses the small layout with width 8 and expansion 3
+(38,790 parameters for 6 classes) to train on CPU.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.models.base import StagedNet, global_pool, init_weights
+from analysis.models.anchornet_parts import AnchorNet, MBConv, conv_bn_swish
+from analysis.models.base import global_pool, init_weights
 from analysis.models.factory import MODELS
-from analysis.models.receptive_field import ReceptiveField, output_size, receptive_field
 
-#: (output channels at width 16, expansion) of the seven blocks; the map always has 512 channels.
-BLOCKS: tuple[tuple[int, int], ...] = (
-    (16, 1),
-    (16, 6),
-    (16, 6),
-    (32, 6),
-    (32, 6),
-    (64, 6),
-    (64, 6),
-)
-STEM_CHANS, MAP_CHANS, SE_RATIO = 16, 512, 0.25
-LAYOUTS: dict[str, tuple[int, ...]] = {
-    "reference": (2, 2, 1, 1, 1, 1, 1),
-    "small": (1, 1, 1, 1, 1, 1, 1),
+STEM_CHANS, MAP_CHANS = 16, 512
+SE_MODES = ("global", "pointwise", "none")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One AnchorNet layout: per block (output channels at width 16, expansion) and stride,
+    the default SE, the skip crop, and whether ``features_map`` and ``fc`` follow the authors."""
+
+    blocks: tuple[tuple[int, float], ...]
+    strides: tuple[int, ...]
+    se: str
+    crop: str
+    authors_head: bool
+
+
+AUTHORS_BLOCKS = ((16, 1), (24, 3), (24, 4), (48, 4), (96, 2), (96, 1.5), (96, 1.5))
+OUR_BLOCKS = ((16, 1), (16, 6), (16, 6), (32, 6), (32, 6), (64, 6), (64, 6))
+LAYOUTS: dict[str, Layout] = {
+    "reference": Layout(AUTHORS_BLOCKS, (2, 2, 1, 1, 1, 1, 1), "global", "top_left", True),
+    "exact": Layout(OUR_BLOCKS, (2, 2, 1, 1, 1, 1, 1), "pointwise", "centre", False),
+    "small": Layout(OUR_BLOCKS, (1, 1, 1, 1, 1, 1, 1), "pointwise", "centre", False),
 }
-SE_MODES = ("pointwise", "global", "none")
 
 
-def conv_bn_swish(
-    in_chans: int, out_chans: int, kernel: int, *, stride: int = 1, groups: int = 1
-) -> nn.Sequential:
-    """Unpadded conv -> BN -> SiLU: (B, in, H, W) -> (B, out, (H - k) // s + 1, ...)."""
-    return nn.Sequential(
-        nn.Conv2d(in_chans, out_chans, kernel, stride=stride, groups=groups, bias=False),
-        nn.BatchNorm2d(out_chans),
-        nn.SiLU(),
-    )
-
-
-class SqueezeExcite(nn.Module):
-    """Channel gates ``x * sigmoid(W2 swish(W1 s))``; ``s`` = per-position or global mean of x.
-
-    Args:
-        chans: channels of x; squeezed: hidden gate channels.
-        mode: ``"pointwise"`` (s = x at each position) or ``"global"`` (s = spatial mean).
-    """
-
-    def __init__(self, chans: int, squeezed: int, *, mode: str) -> None:
-        super().__init__()
-        self.mode = mode
-        self.reduce = nn.Conv2d(chans, squeezed, 1)
-        self.act = nn.SiLU()
-        self.expand = nn.Conv2d(squeezed, chans, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W)."""
-        s = x.mean((2, 3), keepdim=True) if self.mode == "global" else x
-        return x * self.gate(self.expand(self.act(self.reduce(s))))
-
-
-class MBConv(nn.Module):
-    """Unpadded inverted residual: (B, in, H, W) -> (B, out, (H - 3) // s + 1, ...).
-
-    expand (1x1, skipped at expansion 1) -> depthwise 3x3 -> SE -> project (1x1, BN, linear);
-    plus the input cropped to the output size when stride is 1 and channels match.
-    """
-
-    def __init__(
-        self, in_chans: int, out_chans: int, *, expansion: int, stride: int, se: str
-    ) -> None:
-        super().__init__()
-        hidden = in_chans * expansion
-        self.expand = conv_bn_swish(in_chans, hidden, 1) if expansion != 1 else nn.Identity()
-        self.depthwise = conv_bn_swish(hidden, hidden, 3, stride=stride, groups=hidden)
-        squeezed = max(1, int(in_chans * SE_RATIO))
-        self.se = SqueezeExcite(hidden, squeezed, mode=se) if se != "none" else nn.Identity()
-        self.project = nn.Sequential(
-            nn.Conv2d(hidden, out_chans, 1, bias=False), nn.BatchNorm2d(out_chans)
+def _check(layout: str, se: str | None, width: int, expansion: float | None) -> Layout:
+    if layout not in LAYOUTS:
+        raise CollabError(f"unknown AnchorNet layout {layout!r}; use one of: {', '.join(LAYOUTS)}")
+    if se is not None and se not in SE_MODES:
+        raise CollabError(f"unknown AnchorNet se {se!r}; use one of: {', '.join(SE_MODES)}")
+    if width < 1 or (expansion is not None and expansion < 1):
+        raise CollabError(
+            f"AnchorNet needs width >= 1 and expansion >= 1, got {width} and {expansion}; "
+            "use e.g. width=16 and leave expansion unset (the layout's)"
         )
-        self.residual = stride == 1 and in_chans == out_chans
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.se(self.depthwise(self.expand(x))))
-        if not self.residual:
-            return out
-        dy, dx = (x.shape[-2] - out.shape[-2]) // 2, (x.shape[-1] - out.shape[-1]) // 2
-        return out + x[..., dy : dy + out.shape[-2], dx : dx + out.shape[-1]]
-
-
-class AnchorNet(StagedNet):
-    """:class:`StagedNet` with stages ``stem, layer1..layer7, features_map, avgpool, flatten``.
-
-    Attributes:
-        rf: :class:`ReceptiveField` of ``features_map`` (``rf.box(i, j)`` is position (i, j)'s box).
-        receptive_field, stride, offset: ``rf``'s size, stride and offset as ints.
-        map_layers: the feature stages up to and including ``features_map``.
-    """
-
-    map_layers = ("stem", *(f"layer{i}" for i in range(1, 8)), "features_map")
-
-    def finish_geometry(self) -> None:
-        """Compute ``rf`` and friends from the layers (call once the stages exist)."""
-        self.rf: ReceptiveField = receptive_field(self._map_modules())
-        self.receptive_field, self.stride, self.offset = (
-            self.rf.size,
-            self.rf.stride,
-            self.rf.offset,
-        )
-
-    def _map_modules(self) -> list[nn.Module]:
-        return [self._modules[name] for name in self.map_layers]
-
-    def map_size(self, input_size: int) -> int:
-        """Side of ``features_map`` for a square input of ``input_size`` pixels (0: too small)."""
-        return output_size(self._map_modules(), input_size)
-
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The map before pooling: (B, in_chans, H, W) -> (B, 512, h, w), the CAM's input."""
-        self._check_size(x)
-        for module in self._map_modules():
-            x = module(x)
-        return x
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features: (B, in_chans, H, W) -> (B, 512)."""
-        self._check_size(x)
-        return super().forward_features(x)
-
-    def _check_size(self, x: torch.Tensor) -> None:
-        if min(x.shape[-2:]) < self.receptive_field:
-            raise CollabError(
-                f"AnchorNet (receptive field {self.receptive_field}) got a "
-                f"{x.shape[-2]}x{x.shape[-1]} input; use images of at least "
-                f"{self.receptive_field} pixels or layout='small'"
-            )
+    return LAYOUTS[layout]
 
 
 @MODELS.register("anchornet")
@@ -180,37 +99,36 @@ def anchornet(
     num_classes: int,
     in_chans: int = 3,
     layout: str = "small",
-    se: str = "pointwise",
+    se: str | None = None,
     width: int = 16,
-    expansion: int = 6,
+    expansion: float | None = None,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """AnchorNet (see the module docstring); ``layout="reference"`` is the paper's 224 px net.
+    """AnchorNet (see the module docstring); ``layout="reference"`` is the authors' 224 px net.
 
     Args:
-        layout: ``"small"`` (receptive field 31, stride 2) or ``"reference"`` (95, stride 8).
-        se: ``"pointwise"``, ``"global"`` or ``"none"`` squeeze-excitation.
-        width: stem channels; block channels scale with it (16: 16, 16, 16, 32, 32, 64, 64).
-        expansion: hidden-channel factor of blocks 2-7 (block 1 never expands).
+        layout: ``"small"`` (receptive field 31, stride 2), ``"reference"`` (the authors'
+            network, 95, stride 8) or ``"exact"`` (our variant of it, same geometry).
+        se: ``"global"``, ``"pointwise"`` or ``"none"`` squeeze-excitation (None: the layout's).
+        width: stem channels; block channels scale with it (``width / 16``).
+        expansion: hidden-channel factor of every expanding block (None: the layout's).
         dropout: dropout probability on the pooled features, before ``fc``.
     """
-    if layout not in LAYOUTS:
-        raise CollabError(f"unknown AnchorNet layout {layout!r}; use one of: {', '.join(LAYOUTS)}")
-    if se not in SE_MODES:
-        raise CollabError(f"unknown AnchorNet se {se!r}; use one of: {', '.join(SE_MODES)}")
-    if width < 1 or expansion < 1:
-        raise CollabError(
-            f"AnchorNet needs width >= 1 and expansion >= 1, got {width} and {expansion}; "
-            "use e.g. width=16, expansion=6"
-        )
+    plan = _check(layout, se, width, expansion)
+    se = se or plan.se
     features: dict[str, nn.Module] = {"stem": conv_bn_swish(in_chans, width, 3, stride=2)}
     chans = width
-    for i, ((out, expand), stride) in enumerate(zip(BLOCKS, LAYOUTS[layout]), start=1):
+    for i, ((out, expand), stride) in enumerate(zip(plan.blocks, plan.strides), start=1):
         out = out * width // STEM_CHANS
-        expand = expansion if expand > 1 else 1
-        features[f"layer{i}"] = MBConv(chans, out, expansion=expand, stride=stride, se=se)
+        expand = expansion if expansion is not None and expand != 1 else expand
+        features[f"layer{i}"] = MBConv(
+            chans, out, expansion=expand, stride=stride, se=se, crop=plan.crop
+        )
         chans = out
-    features["features_map"] = conv_bn_swish(chans, MAP_CHANS, 1)
+    if plan.authors_head:
+        features["features_map"] = nn.Conv2d(chans, MAP_CHANS, 1)
+    else:
+        features["features_map"] = conv_bn_swish(chans, MAP_CHANS, 1)
     features.update(global_pool())
     net = AnchorNet(
         features,
@@ -220,4 +138,8 @@ def anchornet(
     )
     net.finish_geometry()
     init_weights(net)
+    if plan.authors_head:
+        with torch.no_grad():  # the authors' classifier init
+            net.fc.weight.normal_(0.0, 0.001)
+            net.fc.bias.zero_()
     return net

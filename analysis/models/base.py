@@ -128,3 +128,20 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def dc_init(net: StagedNet) -> StagedNet:
+    """The Divide-and-Co-training authors' initialisation, applied after :func:`init_weights`.
+
+    As their ``model/resnet.py`` (``ResNet.__init__``, the init loop and ``zero_init_residual``):
+    the classifier ``fc`` gets weights ~ N(0, 0.001²) and a zero bias, and the last BN of every
+    residual block (a module with a ``last_bn`` attribute) gets weight 0, so that each block
+    starts as its shortcut. Convolutions and the other BNs keep :func:`init_weights`.
+    """
+    nn.init.normal_(net.fc.weight, std=1e-3)
+    nn.init.zeros_(net.fc.bias)
+    for module in net.modules():
+        last_bn = getattr(module, "last_bn", None)
+        if isinstance(last_bn, nn.BatchNorm2d):
+            nn.init.zeros_(last_bn.weight)
+    return net

@@ -19,6 +19,7 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.models.base import StagedNet
+from analysis.models.external import require_staged
 from analysis.models.factory import create_model
 
 SplitSpec = Sequence[tuple[str, int]]
@@ -75,10 +76,12 @@ def build_nets(
             f"a shared-trunk model is cut from one architecture, got model.arch={arch!r}; "
             "set model.arch to a single registered name"
         )
-    return [
+    nets = [
         create_model(arch, num_classes=num_classes, in_chans=in_chans, **options)
         for _ in range(count)
     ]
+    require_staged(nets, what="a shared trunk cut into branches")
+    return nets
 
 
 def check_splits(net: StagedNet, splits: SplitSpec) -> list[int]:

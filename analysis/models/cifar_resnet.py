@@ -14,9 +14,23 @@ Conventions (they fix the parameter counts the tests check):
 * the stem has ``width`` channels, so dividing the width (Divide-and-Co-training) shrinks the
   stem too. With these rules a bottleneck ResNet-110 for 100 classes has 1,170,868
   parameters at width 16, 666,736 at width 12 and 303,564 at width 8 (x S = the paper's totals).
+
+Names. ``resnetD`` takes a ``block`` option whose default is He et al.'s (basic up to 110,
+bottleneck for 164). ResNet-110 is the one depth two literatures build differently: He et al.'s
+basic-block network (1,736,564 parameters for 100 classes) and the bottleneck network of
+Divide-and-Co-training and MCL-OKD (1,170,868). It is registered only as ``resnet110_basic``
+and ``resnet110_bottleneck``; a bare ``resnet110`` is refused with a one-line error naming both
+(``cifar_resnet`` with ``depth=110, block=...`` builds either as well).
+
+``dc_resnet`` is the same network as the D&C authors build it (``model/resnet.py``): a strided
+projection shortcut is AvgPool(2, ceil_mode, count_include_pad=False) -> 1x1 conv (stride 1)
+-> BN (``_make_layer``), the last BN of every block starts at zero and ``fc`` ~ N(0, 1e-3)
+(:func:`~analysis.models.base.dc_init`). Same parameters as ``cifar_resnet``, same options.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,17 +41,28 @@ from analysis.models.base import (
     CIFAR_STAGE_PLAN,
     StagedNet,
     cifar_stem,
+    dc_init,
     pooled_classifier,
 )
-from analysis.models.factory import register_variant
+from analysis.models.factory import MODELS, register_variant
 
 BLOCK_TYPES = ("basic", "bottleneck")
 
 
-def shortcut(in_chans: int, out_chans: int, stride: int) -> nn.Module:
-    """Identity, or 1x1 conv + BN when the block changes the shape."""
+def shortcut(in_chans: int, out_chans: int, stride: int, *, avgpool: bool = False) -> nn.Module:
+    """Identity, or 1x1 conv + BN when the block changes the shape.
+
+    With ``avgpool`` a strided shortcut is AvgPool(2) -> 1x1 conv (stride 1) -> BN instead,
+    as the D&C authors' ``_make_layer`` builds it (same parameters).
+    """
     if stride == 1 and in_chans == out_chans:
         return nn.Identity()
+    if avgpool and stride != 1:
+        return nn.Sequential(
+            nn.AvgPool2d(2, stride=stride, ceil_mode=True, count_include_pad=False),
+            nn.Conv2d(in_chans, out_chans, 1, bias=False),
+            nn.BatchNorm2d(out_chans),
+        )
     return nn.Sequential(
         nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False), nn.BatchNorm2d(out_chans)
     )
@@ -48,15 +73,21 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_chans: int, planes: int, *, stride: int = 1) -> None:
+    def __init__(
+        self, in_chans: int, planes: int, *, stride: int = 1, avgpool_shortcut: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_chans, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu1 = nn.ReLU()
-        self.shortcut = shortcut(in_chans, planes, stride)
+        self.shortcut = shortcut(in_chans, planes, stride, avgpool=avgpool_shortcut)
         self.relu2 = nn.ReLU()
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
@@ -69,7 +100,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_chans: int, planes: int, *, stride: int = 1) -> None:
+    def __init__(
+        self, in_chans: int, planes: int, *, stride: int = 1, avgpool_shortcut: bool = False
+    ) -> None:
         super().__init__()
         out_chans = planes * self.expansion
         self.conv1 = nn.Conv2d(in_chans, planes, 1, bias=False)
@@ -80,8 +113,12 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_chans)
         self.relu1 = nn.ReLU()
         self.relu2 = nn.ReLU()
-        self.shortcut = shortcut(in_chans, out_chans, stride)
+        self.shortcut = shortcut(in_chans, out_chans, stride, avgpool=avgpool_shortcut)
         self.relu3 = nn.ReLU()
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
@@ -105,10 +142,14 @@ def blocks_per_stage(depth: int, block: str) -> int:
     return n
 
 
-def _stage(block_cls: type, in_chans: int, planes: int, n: int, stride: int) -> nn.Sequential:
+def _stage(
+    block_cls: type, in_chans: int, planes: int, n: int, stride: int, avgpool: bool = False
+) -> nn.Sequential:
     blocks = []
     for i in range(n):
-        blocks.append(block_cls(in_chans, planes, stride=stride if i == 0 else 1))
+        blocks.append(
+            block_cls(in_chans, planes, stride=stride if i == 0 else 1, avgpool_shortcut=avgpool)
+        )
         in_chans = planes * block_cls.expansion
     return nn.Sequential(*blocks)
 
@@ -121,6 +162,7 @@ def cifar_resnet_net(
     width: int = 16,
     block: str = "basic",
     dropout: float = 0.0,
+    dc_style: bool = False,
 ) -> StagedNet:
     """Build a CIFAR ResNet-``depth``: (B, in_chans, H, W) -> (B, num_classes), H, W >= 8.
 
@@ -129,6 +171,8 @@ def cifar_resnet_net(
         width: stem channels and stage-1 planes; stages use width, 2*width, 4*width.
         block: ``"basic"`` or ``"bottleneck"`` (expansion 4).
         dropout: dropout probability on the pooled features, before ``fc``.
+        dc_style: build it as the D&C authors do (module doc); fixed by every registered name
+            (False, ``dc_resnet``: True).
     """
     n = blocks_per_stage(depth, block)
     if width < 1:
@@ -137,38 +181,57 @@ def cifar_resnet_net(
     features = cifar_stem(in_chans, width)
     chans = width
     for i, (mult, stride) in enumerate(CIFAR_STAGE_PLAN, start=1):
-        features[f"layer{i}"] = _stage(block_cls, chans, width * mult, n, stride)
+        features[f"layer{i}"] = _stage(block_cls, chans, width * mult, n, stride, dc_style)
         chans = width * mult * block_cls.expansion
-    return pooled_classifier(
+    net = pooled_classifier(
         features,
         chans=chans,
         num_classes=num_classes,
         probe_layers=CIFAR_PROBE_LAYERS,
         dropout=dropout,
     )
+    return dc_init(net) if dc_style else net
 
 
 # The registered depths and their default block: ResNet-164 is He et al.'s bottleneck network.
-DEPTH_BLOCKS = {
-    8: "basic",
-    20: "basic",
-    32: "basic",
-    44: "basic",
-    56: "basic",
-    110: "basic",
-    164: "bottleneck",
+DEPTH_BLOCKS = {8: "basic", 20: "basic", 32: "basic", 44: "basic", 56: "basic", 164: "bottleneck"}
+AMBIGUOUS_RESNET110 = (
+    "model 'resnet110' is ambiguous: use resnet110_basic (He et al., basic blocks, 1.7M "
+    "parameters) or resnet110_bottleneck (Divide-and-Co-training / MCL-OKD, 1.2M)"
+)
+# The depth and block each registered CIFAR ResNet name stands for (options may change a
+# ``resnetD``'s block); ``analysis.models.division`` rebuilds them as ``dc_resnet``.
+RESNET_NAMES: dict[str, dict[str, Any]] = {
+    **{f"resnet{d}": {"depth": d, "block": b} for d, b in DEPTH_BLOCKS.items()},
+    **{f"resnet110_{b}": {"depth": 110, "block": b} for b in BLOCK_TYPES},
+    "cifar_resnet": {},
 }
 for _depth, _block in DEPTH_BLOCKS.items():
     register_variant(
         f"resnet{_depth}",
         cifar_resnet_net,
         doc=f"CIFAR ResNet-{_depth} ({_block} blocks by default); see cifar_resnet_net.",
-        fixed={"depth": _depth},
+        fixed={"depth": _depth, "dc_style": False},
         defaults={"block": _block},
     )
+for _block in BLOCK_TYPES:
+    register_variant(
+        f"resnet110_{_block}",
+        cifar_resnet_net,
+        doc=f"CIFAR ResNet-110 with {_block} blocks; see cifar_resnet_net.",
+        fixed={"depth": 110, "block": _block, "dc_style": False},
+    )
+MODELS.refuse("resnet110", AMBIGUOUS_RESNET110)
 # Registered after its variants (the registry iterates in registration order).
 cifar_resnet = register_variant(
     "cifar_resnet",
     cifar_resnet_net,
     doc='A CIFAR ResNet of any valid depth, e.g. ``depth=110, block="bottleneck"``.',
+    fixed={"dc_style": False},
+)
+dc_resnet = register_variant(
+    "dc_resnet",
+    cifar_resnet_net,
+    doc="A CIFAR ResNet as the Divide-and-Co-training authors build it; see cifar_resnet_net.",
+    fixed={"dc_style": True},
 )

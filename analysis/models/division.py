@@ -10,8 +10,16 @@ width is divided by about √S, so each small network has about 1/S of the param
   S = 1, 2, 4, 8, 16; rounding *up* is the rounding that reproduces it (16/√2 = 11.3 -> 12),
   and it is applied to every other width as well.
 * CIFAR WRN-d-k (``wrn``, ``wrnD_K``): ``widen -> int(max(k/√S + 0.4, 1))``, stem fixed at 16.
-* ResNeXt (``resnext29``): ``cardinality -> max(1, round(C / S))``, width per group kept.
+* ResNeXt (``resnext29``): ``cardinality -> max(1, int(C / S))`` (their ``int(groups /
+  split_factor)``), width per group kept.
 * Anything else (VGG, ImageNet ResNet-18) has no width to divide: S = 1 only.
+
+With ``authors=True`` (the default) the small networks are built as the D&C authors' code
+builds them (``model/resnet.py``): every CIFAR ResNet name becomes ``dc_resnet`` (AvgPool
+shortcuts, zero-initialised last BN per block), every WRN ``dc_wrn`` (post-activation) and
+``resnext29`` ``dc_resnext29``, with the same depth, block and options. Other networks (the
+cheap, tiny and VGG nets) have no counterpart in their code and are built as registered.
+``authors=False`` builds the registered network itself (this library's variants).
 
 Regularization is divided too: the dropout before the classifier becomes p/S (the option
 ``fc_dropout`` of a WRN, ``dropout`` of the others). Weight decay is the method's business
@@ -29,6 +37,7 @@ from typing import Any
 from torch import nn
 
 from analysis.errors import CollabError
+from analysis.models.cifar_resnet import RESNET_NAMES
 from analysis.models.factory import MODELS, create_model, model_options
 
 # The D&C paper's base widths of the bottleneck CIFAR ResNet-110/164 (ceil(16/√S) reproduces it).
@@ -41,7 +50,8 @@ class DividedArch:
     """What to build S times: registered model ``arch`` with ``options``.
 
     Attributes:
-        arch: registered model name (a ``wrnD_K`` variant becomes ``wrn`` with depth/widen).
+        arch: registered model name (a ``wrnD_K`` variant becomes ``wrn`` or ``dc_wrn`` with
+            depth/widen; a CIFAR ResNet ``dc_resnet`` with depth/block under ``authors``).
         options: the small network's options.
         rule: a human-readable note of what was divided, e.g. ``"width 16 -> 12"``.
     """
@@ -62,8 +72,9 @@ def divided_widen(widen: int, split: int) -> int:
 
 
 def divided_cardinality(cardinality: int, split: int) -> int:
-    """ResNeXt groups divided by S (rounded, at least 1): 8 -> 8, 4, 2 for S = 1, 2, 4."""
-    return max(1, round(cardinality / split))
+    """ResNeXt groups divided by S as the authors do, ``int(C / S)`` (at least 1): 8 -> 8, 4, 2
+    for S = 1, 2, 4."""
+    return max(1, int(cardinality / split))
 
 
 def _classifier_dropout_key(accepted: Mapping[str, Any]) -> str | None:
@@ -74,13 +85,37 @@ def _classifier_dropout_key(accepted: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tuple[str, dict, str]:
-    """Apply the rule of ``arch``'s family; returns (arch, options, rule note)."""
+def _large_network(arch: str, options: dict[str, Any], authors: bool) -> tuple[str, dict]:
+    """The registered builder and options of the large network ``arch`` (module doc)."""
     wrn = _WRN_VARIANT.fullmatch(arch)
     if wrn:
-        depth, widen = int(wrn.group(1)), int(wrn.group(2))
-        small = divided_widen(widen, split)
-        return "wrn", {**options, "depth": depth, "widen": small}, f"widen {widen} -> {small}"
+        large = (
+            "dc_wrn" if authors else "wrn",
+            {"depth": int(wrn.group(1)), "widen": int(wrn.group(2))},
+        )
+    elif not authors:
+        return arch, options
+    elif arch == "wrn":
+        large = "dc_wrn", {}
+    elif arch in RESNET_NAMES:
+        large = "dc_resnet", RESNET_NAMES[arch]
+    elif arch == "resnext29":
+        large = "dc_resnext29", {}
+    else:
+        return arch, options
+    # A remapped name must not take an option its own name lacks (resnet110_basic + block).
+    accepted = model_options(arch)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise CollabError(
+            f"model {arch!r} has no option {unknown[0]!r}; "
+            f"use one of its options: {', '.join(accepted) or 'none'}"
+        )
+    return large[0], {**large[1], **options}
+
+
+def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tuple[str, dict, str]:
+    """Apply the rule of ``arch``'s family; returns (arch, options, rule note)."""
     accepted = model_options(arch)
     for key, rule in (
         ("widen", divided_widen),
@@ -100,19 +135,27 @@ def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tup
 
 
 def divided_options(
-    arch: str, *, split: int, options: Mapping[str, Any] | None = None, dropout: float | None = None
+    arch: str,
+    *,
+    split: int,
+    options: Mapping[str, Any] | None = None,
+    dropout: float | None = None,
+    authors: bool = True,
 ) -> DividedArch:
     """The registered model and options of each of the ``split`` small networks of ``arch``.
 
     Args:
-        arch: the large network's registered name, e.g. ``"resnet110"`` or ``"wrn28_10"``.
+        arch: the large network's registered name, e.g. ``"resnet110_bottleneck"``.
         split: S, the number of small networks (1 = the large network itself).
         options: the large network's options (e.g. ``{"block": "bottleneck"}``).
         dropout: the large network's dropout before the classifier, p; each small network gets
             p / S. None: take p from the classifier-dropout key in ``options`` (default 0).
+        authors: build the D&C authors' version of the network (module doc); False builds
+            ``arch`` itself.
 
     Raises:
-        CollabError: unknown model, split < 1, no divisible width, or conflicting dropouts.
+        CollabError: unknown model or option, split < 1, no divisible width, or conflicting
+            dropouts.
     """
     if isinstance(split, bool) or not isinstance(split, int) or split < 1:
         raise CollabError(
@@ -120,7 +163,10 @@ def divided_options(
             "set model.peers"
         )
     MODELS.get(arch)  # unknown names fail here with the list of known ones
-    name, small, rule = _divide_width_options(arch, dict(options or {}), split)
+    large, large_options = _large_network(arch, dict(options or {}), authors)
+    name, small, rule = _divide_width_options(large, large_options, split)
+    if name != arch:
+        rule = f"{name}, {rule}"
     key = _classifier_dropout_key(model_options(name))
     given = small.get(key, 0.0) if key else 0.0
     if dropout is not None and given and dropout != given:
@@ -146,16 +192,18 @@ def create_divided(
     num_classes: int,
     in_chans: int = 3,
     dropout: float | None = None,
+    authors: bool = True,
     **options: Any,
 ) -> list[nn.Module]:
-    """Build the ``split`` small networks of ``arch`` (independent weights).
+    """Build the ``split`` small networks of ``arch`` (independent weights; see
+    :func:`divided_options`).
 
     Example:
-        >>> nets = create_divided("resnet110", split=2, num_classes=100, block="bottleneck")
+        >>> nets = create_divided("resnet110_bottleneck", split=2, num_classes=100)
         >>> [net.conv1.out_channels for net in nets]
         [12, 12]
     """
-    spec = divided_options(arch, split=split, options=options, dropout=dropout)
+    spec = divided_options(arch, split=split, options=options, dropout=dropout, authors=authors)
     return [
         create_model(spec.arch, num_classes=num_classes, in_chans=in_chans, **spec.options)
         for _ in range(split)

@@ -27,6 +27,7 @@ from torch import nn
 from analysis.errors import CollabError
 from analysis.models.base import StagedNet
 from analysis.models.container import PeerContainer, PeerModule
+from analysis.models.external import require_staged
 from analysis.models.output import CollabOutput
 
 # The final exit of each network is named after its classifier.
@@ -137,6 +138,7 @@ class MultiExitModel(PeerContainer):
     ) -> None:
         if len(nets) < 1:
             raise ValueError("a multi-exit model needs at least one network")
+        require_staged(nets, what="early exits after named stages")
         exits_after = list(exits_after)
         exit_nets = [n for n in range(len(nets)) for _ in range(len(exits_after) + 1)]
         exit_stages = [*exits_after, FINAL_EXIT] * len(nets)

@@ -134,7 +134,8 @@ def create_model(name: str, *, num_classes: int, in_chans: int = 3, **kwargs: An
     """Build registered model ``name``: images (B, in_chans, H, W) -> logits (B, num_classes).
 
     Args:
-        name: a name from ``MODELS.list()``, e.g. ``"resnet20"``.
+        name: a name from ``MODELS.list()``, e.g. ``"resnet20"``, or a library network
+            ``torchvision/NAME`` / ``timm/NAME`` (see :mod:`analysis.models.external`).
         num_classes: number of output logits.
         in_chans: number of input image channels (1 for greyscale digits).
         **kwargs: the model's own options (see :func:`model_options`).
@@ -144,6 +145,10 @@ def create_model(name: str, *, num_classes: int, in_chans: int = 3, **kwargs: An
     """
     _check_positive_int("num_classes", num_classes)
     _check_positive_int("in_chans", in_chans)
+    if "/" in name:  # a torchvision or timm network, e.g. "timm/resnet18"
+        from analysis.models.external import create_external
+
+        return create_external(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
     _check_options(name, kwargs)
     return MODELS.get(name)(num_classes=num_classes, in_chans=in_chans, **kwargs)
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.models.container import SeparatePeers
+from analysis.models.external import require_staged
 from analysis.models.output import CollabOutput
 
 ENSEMBLE_SOURCES = ("teacher", "students")
@@ -71,6 +72,7 @@ class OnlineTeacherModel(SeparatePeers):
         ensemble: str = "logit_mean",
         ensemble_from: str = "teacher",
     ) -> None:
+        require_staged(students, what="an online teacher over the students' feature maps")
         if len(students) < 1:
             raise ValueError("online distillation needs at least one student")
         if ensemble_from not in ENSEMBLE_SOURCES:

@@ -14,10 +14,12 @@ For padded networks ``offset`` is negative and windows can overhang the image; `
 Which modules count (the "main path"): ``Conv2d``, ``MaxPool2d`` and ``AvgPool2d`` contribute;
 normalisation, activation, dropout and ``Identity`` layers are pointwise; any other module is
 walked through its children in registration order, skipping children named ``shortcut``,
-``downsample``, ``skip`` or ``se`` (residual and squeeze-excitation side paths, whose windows
-are never larger than the main path's in the networks of this package). A module may instead
-define ``receptive_path()`` returning the modules of its main path. Global pooling, linear
-layers and non-square kernels raise ``ValueError``.
+``downsample``, ``skip`` or ``se``: residual side paths, whose windows are never larger than
+the main path's in the networks of this package, and squeeze-excitation. A pointwise SE gate
+sees the main path's window; a global SE gate (AnchorNet's reference layout) pools the whole
+map, so there the window bounds the geometry of a position (its box), not every pixel its value
+depends on. A module may instead define ``receptive_path()`` returning the modules of its
+main path. Global pooling, linear layers and non-square kernels raise ``ValueError``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ With these rules ResNeXt-29 8x64d for 10 classes has 34,426,698 parameters (the 
 
 Default cardinality is 8 (the 8x64d network Divide-and-Co-training divides on CIFAR); dividing
 by S keeps ``base_width`` and divides ``cardinality`` (see :mod:`analysis.models.division`).
+
+``dc_resnext29`` is the same network as the D&C authors build it (``resnext29_8x64d`` in their
+``model/resnet.py``: their ``ResNet`` with grouped ``Bottleneck`` blocks): a strided shortcut
+is AvgPool(2) -> 1x1 conv -> BN, the last BN of every block starts at zero and ``fc`` ~
+N(0, 1e-3) (:func:`~analysis.models.base.dc_init`); same parameters and options.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import torch
 from torch import nn
 
 from analysis.errors import CollabError
-from analysis.models.base import CIFAR_PROBE_LAYERS, StagedNet, pooled_classifier
+from analysis.models.base import CIFAR_PROBE_LAYERS, StagedNet, dc_init, pooled_classifier
+from analysis.models.cifar_resnet import shortcut
 from analysis.models.factory import register_variant
 
 STAGE_OUT = (256, 512, 1024)
@@ -48,7 +54,14 @@ class ResNeXtBlock(nn.Module):
     """Aggregated bottleneck: (B, in, H, W) -> (B, out, H/stride, W/stride)."""
 
     def __init__(
-        self, in_chans: int, out_chans: int, *, cardinality: int, group_width: int, stride: int = 1
+        self,
+        in_chans: int,
+        out_chans: int,
+        *,
+        cardinality: int,
+        group_width: int,
+        stride: int = 1,
+        avgpool_shortcut: bool = False,
     ):
         super().__init__()
         inner = cardinality * group_width
@@ -57,11 +70,12 @@ class ResNeXtBlock(nn.Module):
         self.conv2, self.bn2 = _conv_bn(inner, inner, 3, stride=stride, groups=cardinality)
         self.relu2 = nn.ReLU()
         self.conv3, self.bn3 = _conv_bn(inner, out_chans, 1)
-        if stride == 1 and in_chans == out_chans:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(*_conv_bn(in_chans, out_chans, 1, stride=stride))
+        self.shortcut = shortcut(in_chans, out_chans, stride, avgpool=avgpool_shortcut)
         self.relu3 = nn.ReLU()
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
@@ -78,6 +92,7 @@ def resnext_net(
     cardinality: int = 8,
     base_width: int = 64,
     dropout: float = 0.0,
+    dc_style: bool = False,
 ) -> StagedNet:
     """Build a CIFAR ResNeXt: (B, in_chans, H, W) -> (B, num_classes), H, W >= 4.
 
@@ -86,6 +101,7 @@ def resnext_net(
         cardinality: number of groups C of every 3x3 conv.
         base_width: width per group d in stage 1 (2d and 4d in stages 2 and 3).
         dropout: dropout probability on the pooled features, before ``fc``.
+        dc_style: build it as the D&C authors do (module doc); fixed by the registered names.
     """
     n, rest = divmod(depth - 2, 9)
     if n < 1 or rest:
@@ -112,22 +128,30 @@ def resnext_net(
                     cardinality=cardinality,
                     group_width=group_width,
                     stride=stride if j == 0 else 1,
+                    avgpool_shortcut=dc_style,
                 )
             )
             chans = out_chans
         features[f"layer{i}"] = nn.Sequential(*blocks)
-    return pooled_classifier(
+    net = pooled_classifier(
         features,
         chans=chans,
         num_classes=num_classes,
         probe_layers=CIFAR_PROBE_LAYERS,
         dropout=dropout,
     )
+    return dc_init(net) if dc_style else net
 
 
 resnext29 = register_variant(
     "resnext29",
     resnext_net,
     doc="ResNeXt-29 ``cardinality`` x ``base_width``d (default 8x64d, 34.4M parameters).",
-    fixed={"depth": 29},
+    fixed={"depth": 29, "dc_style": False},
+)
+dc_resnext29 = register_variant(
+    "dc_resnext29",
+    resnext_net,
+    doc="ResNeXt-29 as the Divide-and-Co-training authors build it; see resnext_net.",
+    fixed={"depth": 29, "dc_style": True},
 )

@@ -19,19 +19,11 @@ import torch
 
 from analysis.errors import CollabError
 from analysis.runs import PROBES, atomic_save, checkpoint_path, read_tensors
+from analysis.runs.checkpoint import file_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 _SEP = "/"
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (checkpoints are a few MB: this takes milliseconds)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cache_key(probe: str, args: dict[str, Any], checkpoint_digest: str) -> str:

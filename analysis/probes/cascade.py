@@ -12,6 +12,10 @@ on patches):
 * the boxes come from :func:`~analysis.probes.class_map.localize` with ``localizer``
   (default: the classifier) on the full image; the full model is ``classifier`` on the full
   image (with the default localizer its logits come from the same forward pass);
+* the boxes follow the authors' cascade (winycg/AnchorNet ``make_table.py``,
+  ``--iou-thresholds 0 0.1 0.2``): patch 2 may not overlap patch 1 at all, patch 3 overlaps
+  every kept patch by IoU <= 0.1, patch 4 by <= 0.2 (``iou_threshold``; a single number, e.g.
+  the localization probe's 0.3 used here before, applies to every patch);
 * stage s combines the logits of stages 0..s by their **sum** (``combine="sum"``, "add patch
   logits") or their mean (``"mean"``); a missing patch (fewer than k boxes survived) adds
   nothing and costs nothing; the last stage always answers;
@@ -35,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from analysis.errors import CollabError
-from analysis.probes.box_selection import IOU_THRESHOLD, TOP_K
+from analysis.probes.box_selection import TOP_K
 from analysis.probes.cascade_stages import combine_stages, exit_stages, stage_logits
 from analysis.probes.class_map import cam_field, find_network, localize
 from analysis.probes.contract import DATA, forwarding_probe, setting
@@ -43,6 +47,8 @@ from analysis.probes.flops import count_flops
 from analysis.probes.model_state import eval_mode
 
 DEFAULT_THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01)
+#: IoU limit of patch 2, 3 and 4 against the patches kept before it (the authors' defaults).
+STAGE_IOU_THRESHOLDS = (0.0, 0.1, 0.2)
 
 
 @dataclass
@@ -105,7 +111,7 @@ def cascade_curve(
     localizer: nn.Module | None = None,
     patch_classifier: nn.Module | None = None,
     top_k: int = TOP_K,
-    iou_threshold: float = IOU_THRESHOLD,
+    iou_threshold: float | Sequence[float] = STAGE_IOU_THRESHOLDS,
     patch_size: int | None = None,
     combine: str = "sum",
     charge_localizer: bool = False,
@@ -120,7 +126,8 @@ def cascade_curve(
         thresholds: (T,) or (T, S - 1) softmax-confidence thresholds; 0 -> every sample stops
             after stage 0, > 1 -> every sample uses all stages.
         localizer, patch_classifier: default ``classifier``.
-        top_k, iou_threshold: box selection (S = 1 + top_k stages).
+        top_k, iou_threshold: box selection (S = 1 + top_k stages): the IoU limit of each
+            patch after the first (default the authors' 0, 0.1, 0.2), or one for all.
         patch_size: side of the classifier inputs (default: the localizer's receptive field,
             at most the image side).
         combine: ``"sum"`` or ``"mean"`` of the stage logits; charge_localizer: add the
@@ -184,7 +191,7 @@ class CascadeOptions:
     limit: int | None = None
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS
     top_k: int = TOP_K
-    iou_threshold: float = IOU_THRESHOLD
+    iou_threshold: float | Sequence[float] = STAGE_IOU_THRESHOLDS
     patch_size: int | None = None
     combine: str = "sum"
     charge_localizer: bool = False

@@ -11,7 +11,7 @@ For one peer (``model.peer(i)``, a plain module whose network is a :class:`Stage
    nor the boxes. The channel sum is kept so the logit identity holds without a factor.)
 4. positions sorted by score; greedily keep the next position whose box has IoU <= 0.3 with every
    box kept so far, up to top-k = 4 (fewer when everything else is suppressed: missing boxes
-   are -1, their scores NaN);
+   are -1, their scores NaN); the limit may also be one per box, as in the cascade;
 5. position (i, j) -> input box through the receptive field of the stages before ``avgpool``
    (:func:`~analysis.models.receptive_field.receptive_field`): exact for AnchorNet (no padding:
    at 224 px position (i, j) is rows 8i..8i+94, cols 8j..8j+94); for padded CNNs the window
@@ -24,6 +24,7 @@ scoring the boxes against true boxes in :mod:`analysis.probes.localization`.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +51,8 @@ class Localization:
         predicted: (B,) int64 the explained class (the peer's top-1 unless a target was given).
         logits: (B, num_classes) float32 the peer's logits on the full images.
         receptive_field: [size, stride, offset] of the map; image_size: [H, W].
-        top_k, iou_threshold: the selection parameters.
+        top_k, iou_threshold: the selection parameters (one IoU limit, or one per box after
+            the first).
     """
 
     boxes: torch.Tensor
@@ -62,7 +64,7 @@ class Localization:
     receptive_field: list[int]
     image_size: list[int]
     top_k: int
-    iou_threshold: float
+    iou_threshold: float | list[float]
 
 
 def find_network(module: nn.Module) -> StagedNet:
@@ -98,7 +100,7 @@ def localize(
     images: torch.Tensor,
     *,
     top_k: int = TOP_K,
-    iou_threshold: float = IOU_THRESHOLD,
+    iou_threshold: float | Sequence[float] = IOU_THRESHOLD,
     target: torch.Tensor | None = None,
 ) -> Localization:
     """Class map of the predicted class and up to ``top_k`` non-overlapping boxes per image.
@@ -107,6 +109,7 @@ def localize(
         peer_module: one peer, images in [0, 1] -> logits (e.g. ``model.peer(0)``); it is run in
             eval mode and left with its modes and hooks as found.
         images: (B, C, H, W) in [0, 1].
+        top_k, iou_threshold: see :func:`~analysis.probes.box_selection.select_boxes`.
         target: optional (B,) classes to explain instead of the predicted ones.
 
     Returns:
@@ -142,5 +145,9 @@ def localize(
         receptive_field=[field.size, field.stride, field.offset],
         image_size=size,
         top_k=top_k,
-        iou_threshold=float(iou_threshold),
+        iou_threshold=(
+            float(iou_threshold)
+            if isinstance(iou_threshold, (int, float))
+            else [float(v) for v in iou_threshold]
+        ),
     )

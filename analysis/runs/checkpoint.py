@@ -6,6 +6,7 @@ state (``optim.*``), the torch RNG state and the epoch, so training can continue
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,15 @@ from analysis.errors import CollabError
 _MODEL = "model."
 _OPTIM = "optim."
 _METHOD = "method."
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (checkpoints: milliseconds)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

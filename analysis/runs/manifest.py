@@ -13,6 +13,7 @@ from torch import nn
 
 from analysis.config import Config
 from analysis.models import count_parameters
+from analysis.version import __version__
 
 PROVENANCE = ("method", "seed", "epochs", "versions", "git_sha", "created")
 
@@ -27,7 +28,7 @@ def provenance(config: Config) -> dict[str, Any]:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "torchvision": _version("torchvision"),
-            "collablens": _version("collablens"),
+            "collablens": __version__,  # the source tree's (editable installs' metadata can lag)
         },
         "git_sha": git_sha(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

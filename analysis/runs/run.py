@@ -14,7 +14,7 @@ import yaml
 from torch import nn
 from torch.utils.data import Dataset
 
-from analysis.config import config_from_dict
+from analysis.config import apply_override, config_from_dict
 from analysis.data import build_dataset
 from analysis.errors import CollabError
 from analysis.methods import create_method
@@ -27,6 +27,7 @@ from analysis.runs.layout import (
     is_run,
     read_metrics,
 )
+from analysis.runs.legacy import restore_defaults
 
 
 @dataclass
@@ -60,6 +61,20 @@ class Run:
             seed=self.config["train"]["seed"],
         )
 
+    def use_data(self, overrides: list[str] | tuple[str, ...]) -> None:
+        """Point the run at its data on this machine: ``data.KEY=VALUE`` overrides (e.g.
+        ``data.root=~/data``) of the recorded config, before the dataset is first built."""
+        for assignment in overrides:
+            if not assignment.startswith("data."):
+                raise CollabError(
+                    f"--set {assignment!r}: only data.* keys (data.root=DIR) can change for an "
+                    "existing run; its model and training are fixed"
+                )
+            apply_override(self.config, assignment)
+        if overrides:
+            config_from_dict(self.config)  # a bad value is named now, not mid-way
+            self.__dict__.pop("data", None)
+
     def dataset(self, split: str = "test") -> Dataset:
         if split not in ("train", "test"):
             raise CollabError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -80,7 +95,7 @@ class Run:
 def build_run_model(
     config: dict[str, Any], manifest: dict[str, Any], run_dir: Path, name: str
 ) -> nn.Module:
-    cfg = config_from_dict(config)
+    cfg = config_from_dict(restore_defaults(config, manifest))
     model = create_method(cfg.method).build_model(cfg.model, SimpleNamespace(**manifest["data"]))
     load_weights(model, checkpoint_path(run_dir, name))
     return model.eval()

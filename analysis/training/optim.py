@@ -13,21 +13,43 @@ from torch import nn
 from analysis.config import OptimConfig, ScheduleConfig
 
 
+def no_decay(name: str, param: torch.Tensor, *, rule: str = "name") -> bool:
+    """Whether parameter ``name`` is exempt from weight decay under ``no_decay_norm_bias``.
+
+    ``rule="name"`` (the default) is Divide-and-Co-training's (``utils/lr_scheduler.py``,
+    ``get_parameter_groups``): the name contains ``norm`` or ``bias``. On networks whose BN
+    modules are called ``bn*`` that exempts every bias (BN and fc) and decays the BN weights.
+    ``rule="ndim"`` (this library's former rule) exempts every 0-/1-d tensor: the BN weights
+    as well as the biases.
+    """
+    if rule == "name":
+        return "norm" in name or "bias" in name
+    if rule == "ndim":
+        return param.ndim <= 1
+    raise ValueError(f"unknown no-decay rule {rule!r}; use 'name' or 'ndim'")
+
+
 def build_optimizer(
-    cfg: OptimConfig, model: nn.Module, *, weight_decay_scale: float = 1.0
+    cfg: OptimConfig,
+    model: nn.Module,
+    *,
+    weight_decay_scale: float = 1.0,
+    no_decay_rule: str = "name",
 ) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over ``model``'s trainable parameters.
 
-    With ``no_decay_norm_bias`` normalization weights and biases (every 0-/1-d tensor) get no
-    weight decay, as in divide-and-co-training. ``weight_decay_scale`` is the method's factor on
-    the configured weight decay.
+    With ``no_decay_norm_bias`` the parameters :func:`no_decay` picks (by ``no_decay_rule``)
+    get no weight decay, as in divide-and-co-training. ``weight_decay_scale`` is the method's
+    factor on the configured weight decay.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     decay = cfg.weight_decay * weight_decay_scale
     if cfg.no_decay_norm_bias:
+        exempt = [no_decay(n, p, rule=no_decay_rule) for n, p in named]
         groups = [
-            {"params": [p for p in params if p.ndim > 1], "weight_decay": decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+            {"params": [p for p, x in zip(params, exempt) if not x], "weight_decay": decay},
+            {"params": [p for p, x in zip(params, exempt) if x], "weight_decay": 0.0},
         ]
     else:
         groups = [{"params": params, "weight_decay": decay}]

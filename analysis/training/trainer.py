@@ -161,7 +161,7 @@ class Trainer:
             "val_size": 0 if val is None else len(val),
             "train_size": len(train),
         }
-        views = self.model.num_peers if self.method.per_peer_views else 1
+        views = self.method.num_views(self.model)
         self.views = MultiView(
             train,
             views=views,

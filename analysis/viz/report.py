@@ -19,6 +19,7 @@ class Section:
     text: str = ""
     numbers: dict[str, str] = field(default_factory=dict)
     figures: list[go.Figure] = field(default_factory=list)
+    table: list[dict[str, str]] = field(default_factory=list)  # rows with the same keys
 
 
 def render_report(title: str, sections: list[Section], *, subtitle: str = "") -> str:
@@ -44,6 +45,13 @@ def render_report(title: str, sections: list[Section], *, subtitle: str = "") ->
                 for k, v in section.numbers.items()
             )
             parts.append(f"<table>{rows}</table>")
+        if section.table:
+            head = "".join(f"<th>{html.escape(k)}</th>" for k in section.table[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>"
+                for row in section.table
+            )
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
         for fig in section.figures:
             parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
         parts.append("</section>")

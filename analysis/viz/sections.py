@@ -30,12 +30,16 @@ def pct(value: float) -> str:
 
 
 def training_section(run: Any) -> Section:
-    figures = [
-        training_curves(run.metrics, peer_names=run.peer_names, metric=m) for m in ("acc", "loss")
-    ]
     counts = dict(zip(run.peer_names, run.manifest.get("param_counts", [])))
     numbers = {"method": run.manifest["method"], "dataset": run.manifest["dataset"]}
     numbers.update({f"parameters of {name}": f"{n:,}" for name, n in counts.items()})
+    if not run.metrics:  # e.g. a run made by `collab import` from existing checkpoints
+        source = run.manifest.get("provenance", {}).get("source")
+        how = f"imported (--source {source})" if source else "not trained here"
+        return Section("Training", f"No training history: this run was {how}.", numbers)
+    figures = [
+        training_curves(run.metrics, peer_names=run.peer_names, metric=m) for m in ("acc", "loss")
+    ]
     return Section(
         "Training", "Per-peer and ensemble accuracy and loss per epoch.", numbers, figures
     )

@@ -13,6 +13,7 @@ st.title("Agreement")
 run = common.selected_run()
 if run is None:
     st.stop()
+st.caption(common.SEED_NOTE)
 split = st.radio("Split", ["test", "train"], horizontal=True)
 found, div = results.agreement(run, split), results.diversity(run, split)
 if found is None or div is None:

@@ -7,10 +7,13 @@ import streamlit as st
 from analysis import viz
 from analysis.probes import MEASURES
 from analysis.probes.headlines import comparison_numbers
-from app import common, results
+from app import common, results, sweeps
 from app.common import show
 
 st.title("Compare runs")
+if st.radio("Compare", ["Two runs", "A sweep"], horizontal=True, key="compare_mode") == "A sweep":
+    sweeps.sweep_panel()
+    st.stop()
 names = list(common.available_runs())
 if len(names) < 2:
     st.info(

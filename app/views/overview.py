@@ -15,6 +15,7 @@ st.markdown(
     f"**{run.name}** — method `{manifest.get('method', '?')}` on `{manifest.get('dataset', '?')}`, "
     f"{len(run.peer_names)} peers, seed {manifest.get('seed', '?')}, checkpoint `{common.CHECKPOINT}`"
 )
+st.caption(common.SEED_NOTE)
 
 left, right = st.columns([1, 2])
 with left:
@@ -30,7 +31,12 @@ with left:
 with right:
     st.subheader("Training curves")
     if not run.metrics:
-        st.info("This run has no metrics lines yet.")
+        source = manifest.get("provenance", {}).get("source")
+        st.info(
+            f"No training history: this run was imported (`--source {source}`)."
+            if source
+            else "This run has no metrics lines yet."
+        )
     else:
         acc_tab, loss_tab = st.tabs(["Accuracy", "Loss"])
         for tab, metric in ((acc_tab, "acc"), (loss_tab, "loss")):

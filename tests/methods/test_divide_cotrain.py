@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from analysis.config import ModelConfig, OptimConfig
 from analysis.errors import CollabError
@@ -85,19 +86,27 @@ def test_cotraining_term_sends_gradient_into_every_peer() -> None:
 def test_build_model_divides_the_large_network() -> None:
     method = _method()
     with torch.device("meta"):
-        model = method.build_model(
-            ModelConfig(arch="resnet110", peers=2, options={"block": "bottleneck"}), CIFAR100
-        )
+        model = method.build_model(ModelConfig(arch="resnet110_bottleneck", peers=2), CIFAR100)
     assert model.num_peers == 2 and method.per_peer_views
     assert [model.peers[k].conv1.out_channels for k in range(2)] == [12, 12]
     assert sum(count_parameters(p) for p in model.peers) == 1_333_472
-    assert model.peer_names == ["resnet110/2#0", "resnet110/2#1"]
+    assert model.peer_names == ["resnet110_bottleneck/2#0", "resnet110_bottleneck/2#1"]
+    # The authors' network: AvgPool(2) + 1x1 conv + BN downsampling shortcuts.
+    assert isinstance(model.peers[0].layer2[0].shortcut[0], nn.AvgPool2d)
+    with torch.device("meta"):
+        plain = _method(authors_networks=False).build_model(
+            ModelConfig(arch="resnet110_bottleneck", peers=2), CIFAR100
+        )
+    assert isinstance(plain.peers[0].layer2[0].shortcut[0], nn.Conv2d)
+    with pytest.raises(CollabError, match="ambiguous"):
+        method.build_model(ModelConfig(arch="resnet110", peers=2), CIFAR100)
     with pytest.raises(CollabError, match="single name"):
         method.build_model(ModelConfig(arch=["resnet20", "resnet20"], peers=2), CIFAR100)
 
 
 def test_divided_dropout_and_weight_decay() -> None:
-    method = _method(dropout=0.2, divide_weight_decay=True)
+    method = _method(dropout=0.2)  # divide_weight_decay is on by default, as the authors'
+    assert method.options.divide_weight_decay and method.options.authors_networks
     model = method.build_model(ModelConfig(arch="resnet8", peers=4, options={"width": 8}), SHAPE)
     assert all(p.dropout.p == pytest.approx(0.05) for p in model.peers)
     assert method.weight_decay_scale == pytest.approx(math.exp(0.25 - 1.0))
@@ -108,7 +117,12 @@ def test_divided_dropout_and_weight_decay() -> None:
     )
     decays = sorted(g["weight_decay"] for g in optimizer.param_groups)
     assert decays == [0.0, pytest.approx(5e-4 * math.exp(-0.75))]
-    plain = _method()
+    # The authors exempt the parameters named *norm* or *bias*: here every bias, not BN weights.
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, exempt = ([names[id(p)] for p in g["params"]] for g in optimizer.param_groups)
+    assert exempt and all(n.endswith(".bias") for n in exempt)
+    assert "peers.0.bn1.weight" in decayed and "peers.0.fc.bias" in exempt
+    plain = _method(divide_weight_decay=False)
     plain.build_model(ModelConfig(arch="resnet8", peers=4, options={"width": 8}), SHAPE)
     assert plain.weight_decay_scale == 1.0
 

@@ -9,10 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from analysis.config import ModelConfig
+from analysis.data.augment import Augment
+from analysis.data.views import MultiView
 from analysis.errors import CollabError
 from analysis.methods import create_method
+from analysis.methods.dml import DMLOptions
 from analysis.methods.intra_cl import (
     IntraCLOptions,
     distill_to_final,
@@ -150,6 +154,32 @@ def test_views_switch_controls_the_paired_pass():
     _, parts = on.loss(out, torch.arange(6) % 4, epoch=0.0)
     assert parts["output"].item() == pytest.approx(0.0, abs=1e-6)
     assert "paired_logits" not in model.eval()(x).extras  # evaluation: one plain pass
+
+
+def test_views_mode_asks_for_only_the_two_views_it_uses():
+    """Three exits, two views: the trainer builds ``method.num_views(model)`` views; view v is
+    seeded by (seed, epoch, index, v), so dropping the third changes nothing that is used."""
+    on, model = _build(output_weight=1.0)
+    assert model.num_peers == 3 and on.num_views(model) == 2
+    for opts in ({"output_weight": 0.0}, {"consistency": "dropout"}):
+        method = create_method(IntraCLOptions(**opts))
+        assert method.num_views(model) == 1
+    dml = create_method(DMLOptions())
+    assert dml.num_views(model) == 1
+    dml.per_peer_views = True  # e.g. divide-and-co-training: one view per peer, as before
+    assert dml.num_views(model) == 3
+    data = TensorDataset(torch.rand(4, 1, 32, 32), torch.arange(4))
+    aug = Augment(crop_pad=4, hflip=True)
+    two, three = (MultiView(data, views=v, augment=aug, seed=3) for v in (2, 3))
+    x2, x3 = (torch.stack([views[i][0] for i in range(4)], 1) for views in (two, three))
+    assert x2.shape == (2, 4, 1, 32, 32) and torch.equal(x2, x3[:2])
+    model.train()
+    torch.manual_seed(1)
+    out2 = model(x2)
+    torch.manual_seed(1)
+    out3 = model(x3)
+    torch.testing.assert_close(out2.peer_logits, out3.peer_logits)
+    torch.testing.assert_close(out2.extras["paired_logits"], out3.extras["paired_logits"])
 
 
 def test_dropout_consistency_needs_dropout_and_pairs_two_passes():

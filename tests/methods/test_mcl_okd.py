@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from analysis.config import ModelConfig
 from analysis.errors import CollabError
 from analysis.methods import create_method
+from analysis.methods.contrastive import distinct_draws
 from analysis.methods.mcl_okd import (
     MCLOKDOptions,
     MemoryBank,
@@ -72,22 +73,25 @@ def test_bank_update_is_momentum_then_renormalise():
     assert torch.equal(bank.vectors[:, [0, 2]], before[:, [0, 2]])
 
 
-def test_negatives_come_from_other_known_classes_and_shrink_when_few():
+def test_seen_rule_draws_other_known_classes_and_shrinks_when_few():
+    """The earlier rule (``negatives_from: seen``): with replacement, seen rows only."""
     torch.manual_seed(0)
     bank = MemoryBank(branches=1, dim=4, momentum=0.5)
     index = torch.tensor([0, 1, 2, 5, 7])
     bank.ensure(index)
     bank.record_labels(index, torch.tensor([0, 0, 1, 2, 2]))
     target = torch.tensor([0, 2])
-    neg = bank.sample_negatives(target, 256)
+    neg = bank.sample_negatives(target, 256, rule="seen")
     assert neg.shape == (2, 3)  # sample 0 has 3 other-class rows known, sample 1 has 3
     assert set(neg[0].tolist()) <= {2, 5, 7} and set(neg[1].tolist()) <= {0, 1, 2}
     bank.ensure(torch.tensor([40]))
     many = torch.arange(10, 41)
     bank.record_labels(many, many % 3)
     # now 12 known rows per class: 24 other-class rows for everyone
-    assert bank.sample_negatives(torch.tensor([1, 2, 0]), 256).shape == (3, 24)
-    neg = torch.cat([bank.sample_negatives(torch.tensor([1, 2, 0]), 20) for _ in range(20)], dim=1)
+    assert bank.sample_negatives(torch.tensor([1, 2, 0]), 256, rule="seen").shape == (3, 24)
+    neg = torch.cat(
+        [bank.sample_negatives(torch.tensor([1, 2, 0]), 20, rule="seen") for _ in range(20)], dim=1
+    )
     assert neg.shape == (3, 400)
     assert (bank.labels[neg] != torch.tensor([1, 2, 0])[:, None]).all() and (
         bank.labels[neg] >= 0
@@ -98,7 +102,48 @@ def test_negatives_come_from_other_known_classes_and_shrink_when_few():
     one_class = MemoryBank(branches=1, dim=4, momentum=0.5)
     one_class.ensure(torch.tensor([3]))
     one_class.record_labels(torch.tensor([0, 3]), torch.tensor([1, 1]))
-    assert one_class.sample_negatives(torch.tensor([1]), 256).shape == (1, 0)
+    assert one_class.sample_negatives(torch.tensor([1]), 256, rule="seen").shape == (1, 0)
+
+
+def test_authors_rule_draws_distinct_rows_of_other_classes_from_the_whole_bank():
+    """winycg/MCL-OKD dataset/cifar100.py: np.random.choice(cls_negative[target], k,
+    replace=k > len(cls_negative[target])) -- distinct rows of every other class."""
+    assert MCLOKDOptions().negatives_from == "all"
+    torch.manual_seed(0)
+    bank = MemoryBank(branches=1, dim=4, momentum=0.5, size=60)
+    seen = torch.arange(0, 60, 2)  # even rows seen (classes 0, 1, 2), odd rows not yet written
+    bank.ensure(seen)
+    bank.record_labels(seen, seen % 3)
+    target = torch.tensor([0, 1, 2, 0])
+    draws = [bank.sample_negatives(target, 40) for _ in range(50)]
+    for neg in draws:
+        assert neg.shape == (4, 40)
+        assert all(len(set(row)) == 40 for row in neg.tolist())  # no duplicate in one draw
+        assert (bank.labels[neg] != target[:, None]).all()  # never a row of the own class
+    # every candidate turns up: other seen classes and the unseen rows alike (50 = 60 - 10)
+    pool = torch.cat(draws, dim=1)
+    candidates = torch.nonzero(bank.labels != 0).squeeze(1).tolist()
+    assert len(candidates) == 50 and set(pool[0].tolist()) == set(candidates)
+    # fewer candidates than K: with replacement, still only candidates (their replace=True)
+    few = bank.sample_negatives(target, 64)
+    assert few.shape == (4, 64) and (bank.labels[few] != target[:, None]).all()
+    one_class = MemoryBank(branches=1, dim=4, momentum=0.5)
+    one_class.ensure(torch.tensor([3]))
+    one_class.record_labels(torch.tensor([0, 1, 2, 3]), torch.tensor([1, 1, 1, 1]))
+    assert one_class.sample_negatives(torch.tensor([1]), 8).shape == (1, 0)
+    with pytest.raises(CollabError, match="negatives rule"):
+        bank.sample_negatives(target, 4, rule="some")
+
+
+def test_distinct_draws_are_distinct_and_in_range_in_any_chunking():
+    torch.manual_seed(0)
+    limits = torch.tensor([5, 300, 1000, 17, 1000])
+    for max_elements in (1 << 24, 1000, 1):
+        u = distinct_draws(limits, 10, max_elements=max_elements)
+        assert u.shape == (5, 10) and (u >= 0).all() and (u < limits[:, None]).all()
+        assert all(len(set(row)) == 10 for row in u[1:].tolist())  # row 0: 5 < 10, replaced
+    counts = torch.bincount(distinct_draws(torch.full((4000,), 10), 3).flatten(), minlength=10)
+    assert counts.min() > 1050 and counts.max() < 1350  # uniform: 1200 each
 
 
 def test_bank_nce_matches_the_reference_formula():

@@ -75,17 +75,42 @@ def test_loss_hand_computation() -> None:
     method = create_method(ODCheapOptions(temperature=4.0))
     z, t, y = torch.randn(3, 6, 4), torch.randn(6, 4), torch.arange(6) % 4
     total, parts = method.loss(CollabOutput(z, t, {"teacher_logits": t}), y, epoch=0.0)
+    # The reference code's KL: F.kl_div's element-wise mean (PyTorch 0.4's default, "mean"
+    # today, which later releases may change; hence "none" then .mean()) times T².
     kl = [
-        F.kl_div((z[j] / 4).log_softmax(-1), (t / 4).softmax(-1), reduction="batchmean") * 16
+        F.kl_div((z[j] / 4).log_softmax(-1), (t / 4).softmax(-1), reduction="none").mean() * 16
         for j in range(3)
     ]
     ce = [F.cross_entropy(z[j], y) for j in range(3)]
     expected = F.cross_entropy(t, y) + sum(c + k for c, k in zip(ce, kl))
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert torch.allclose(parts["kl"], torch.stack(kl), atol=1e-5)
+    assert torch.allclose(parts["kl"], torch.stack(kl), atol=1e-6)
     assert torch.allclose(
         distill_kl(t, t.expand(2, 6, 4), temperature=4.0), torch.zeros(2), atol=1e-6
     )
+
+
+def test_distillation_term_is_the_elementwise_mean_kl_times_t_squared() -> None:
+    """Known answer on a fixed tensor: B = 2, C = 3, T = 2."""
+    teacher = torch.tensor([[2.0, 0.0, -2.0], [0.0, 0.0, 0.0]])
+    student = torch.tensor([[[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]]])
+    p = (teacher / 2).softmax(-1)
+    log_q = (student[0] / 2).log_softmax(-1)
+    terms = p * (p.log() - log_q)  # (B, C) element-wise KL terms
+    reference = 4.0 * terms.sum() / 6  # mean over the B * C = 6 elements, times T²
+    got = distill_kl(teacher, student, temperature=2.0)
+    assert got.item() == pytest.approx(reference.item(), rel=1e-6)
+    # By hand: row KLs 0.266217 (uniform student) + 0.474266 (uniform teacher), x 4 / 6.
+    assert got.item() == pytest.approx(0.4936550, rel=1e-5)
+    elementwise = F.kl_div(log_q, p, reduction="none")  # (B, C)
+    torch.testing.assert_close(got[0], 4.0 * elementwise.mean(), rtol=1e-6, atol=0)
+    # batchmean (the former scaling, kl_reduction="batchmean") is C = 3 times larger.
+    batchmean = distill_kl(teacher, student, temperature=2.0, reduction="batchmean")
+    assert batchmean.item() == pytest.approx(3 * got.item(), rel=1e-6)
+    method = create_method(ODCheapOptions(temperature=2.0, kl_reduction="batchmean"))
+    out = CollabOutput(student, teacher, {"teacher_logits": teacher})
+    _, parts = method.loss(out, torch.tensor([0, 1]), epoch=0.0)
+    assert parts["kl"].item() == pytest.approx(batchmean.item(), rel=1e-6)
 
 
 def test_kl_gradient_reaches_the_teacher_unless_detached() -> None:
@@ -126,11 +151,15 @@ def test_detach_option_changes_only_the_gradient() -> None:
 
 def test_registered_with_paper_defaults() -> None:
     options = METHODS.get("od_cheap").Options()
-    assert (options.temperature, options.detach_teacher, options.ensemble_from) == (
-        4.0,
-        False,
-        "teacher",
-    )
+    assert (
+        options.temperature,
+        options.detach_teacher,
+        options.ensemble_from,
+        options.kl_reduction,
+    ) == (4.0, False, "teacher", "mean")
+    # The paper reports the best student: the trainer selects the checkpoint on it.
+    assert METHODS.get("od_cheap").selection == "best_peer"
+    assert create_method(ODCheapOptions()).selection == "best_peer"
     assert isinstance(_setup()[1], OnlineTeacherModel)
     students = [create_model("cheap_resnet8", num_classes=4, in_chans=1, width=4) for _ in range(2)]
     with pytest.raises(ValueError, match="ensemble_from"):

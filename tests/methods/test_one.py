@@ -32,6 +32,24 @@ def test_branches_own_the_last_stage_and_the_gate_reads_the_pooled_trunk():
     assert model.gate[0].out_features == 3
 
 
+def test_gate_is_the_authors_linear_bn_relu_softmax_over_branches():
+    """winycg/MCL-OKD one_resnet.py: softmax(relu(gate_norm(gate_fc(pool(trunk)))), dim=1)."""
+    _, model = _setup()
+    linear, norm, relu = model.gate
+    assert isinstance(linear, torch.nn.Linear)
+    assert (linear.in_features, linear.out_features) == (8, 3)  # trunk channels -> K
+    assert isinstance(norm, torch.nn.BatchNorm1d) and norm.num_features == 3
+    assert isinstance(relu, torch.nn.ReLU)
+    _, plain = _setup(gate="linear")
+    assert [type(m) for m in plain.gate] == [torch.nn.Linear]
+    assert ONEOptions().gate == "linear_bn_relu"
+    model.train()
+    x = torch.rand(5, 1, 32, 32)
+    pooled = model.trunk(model.normalize(x)).mean(dim=(2, 3))
+    expected = F.relu(F.batch_norm(linear(pooled), None, None, norm.weight, norm.bias, True))
+    torch.testing.assert_close(model(x).extras["gate"], expected.softmax(1))
+
+
 def test_teacher_is_the_gate_weighted_sum_and_the_ensemble():
     _, model = _setup()
     model.eval()
@@ -67,7 +85,7 @@ def test_branch_kl_gives_no_gradient_to_the_gate_or_other_branches():
 
 
 def test_total_loss_and_the_gate_learns_through_the_teacher_ce():
-    method, model = _setup(gate="linear_bn_relu")
+    method, model = _setup(gate="linear")
     x, y = torch.rand(6, 1, 32, 32), torch.arange(6) % 4
     out = model(x)
     total, parts = method.loss(out, y, epoch=0.0)
@@ -77,3 +95,6 @@ def test_total_loss_and_the_gate_learns_through_the_teacher_ce():
     )
     total.backward()
     assert all(p.grad is not None and p.grad.any() for p in _params(model, "gate.0."))
+    method, model = _setup()  # the authors' gate: Linear, then BN1d's affine parameters, learn
+    method.loss(model(x), y, epoch=0.0)[0].backward()
+    assert all(p.grad is not None and p.grad.any() for p in _params(model, "gate."))

@@ -21,20 +21,82 @@ def _eval_double(model: nn.Module) -> nn.Module:
     return model.double().eval()
 
 
-def test_reference_layout_known_answers() -> None:
+# (in, hidden, out, stride, SE hidden, residual) of the seven blocks of the authors' network
+# (winycg/AnchorNet models/anchornet.py: Block(3, 16, 1, 16, 2) ... Block(3, 96, 1.5, 96, 1)).
+AUTHORS_PLAN = [
+    (16, 16, 16, 2, 4, False),
+    (16, 48, 24, 2, 4, False),
+    (24, 96, 24, 1, 6, True),
+    (24, 96, 48, 1, 6, False),
+    (48, 96, 96, 1, 12, False),
+    (96, 144, 96, 1, 24, True),
+    (96, 144, 96, 1, 24, True),
+]
+# Their code builds block 1's 16 -> 16 expansion conv + BN (256 + 32) but never runs it.
+AUTHORS_PARAMS, UNUSED_IN_AUTHORS_CODE = 674_984, 16 * 16 + 2 * 16
+
+
+def _plan(net: nn.Module) -> list[tuple]:
+    rows = []
+    for i in range(1, 8):
+        block = getattr(net, f"layer{i}")
+        dw = block.depthwise[0]
+        expands = not isinstance(block.expand, nn.Identity)
+        in_chans = block.expand[0].in_channels if expands else dw.in_channels
+        out_chans = block.project[0].out_channels
+        squeezed = block.se.reduce.out_channels
+        rows.append((in_chans, dw.in_channels, out_chans, dw.stride[0], squeezed, block.residual))
+    return rows
+
+
+def test_reference_layout_is_the_authors_network() -> None:
     with torch.device("meta"):
         net = create_model("anchornet", num_classes=1000, layout="reference")
         fmap = net.feature_map(torch.empty(2, 3, 224, 224))
     assert fmap.shape == (2, 512, 17, 17)
     assert (net.receptive_field, net.stride, net.offset) == (95, 8, 0)
     assert net.map_size(224) == 17 and net.rf.box(2, 5) == (40, 16, 135, 111)
-    # 1000 ImageNet classes give the paper's ~0.675M (513,000 of them in the classifier).
+    assert _plan(net) == AUTHORS_PLAN
+    stem = net.stem[0]
+    assert (stem.in_channels, stem.out_channels, stem.kernel_size, stem.stride) == (
+        3,
+        16,
+        (3, 3),
+        (2, 2),
+    )
+    assert all(net._modules[f"layer{i}"].se.mode == "global" for i in range(1, 8))
+    assert all(net._modules[f"layer{i}"].crop == "top_left" for i in range(1, 8))
+    head = net.features_map  # a 1x1 conv with bias, no BN, no activation
+    assert isinstance(head, nn.Conv2d) and head.bias is not None and head.kernel_size == (1, 1)
+    assert (head.in_channels, head.out_channels, net.fc.in_features) == (96, 512, 512)
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all((m.eps, m.momentum) == (1e-5, 0.1) for m in bns)
+    # 1000 ImageNet classes: the authors' ~0.675M, 513,000 of them in the classifier.
+    assert count_parameters(net) == AUTHORS_PARAMS - UNUSED_IN_AUTHORS_CODE == 674_696
+    assert count_parameters(net.fc) == 513_000
+
+
+def test_reference_skip_is_cropped_top_left_and_fc_starts_small() -> None:
+    net = create_model("anchornet", num_classes=10, layout="reference").eval()
+    block = net.layer3  # 24 -> 24 at stride 1: residual
+    nn.init.zeros_(block.project[1].weight)  # the main path then adds exactly nothing
+    x = torch.rand(2, 24, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x[..., :7, :7])
+    assert net.fc.weight.std() < 0.002 and not net.fc.bias.any()
+
+
+def test_exact_layout_known_answers() -> None:
+    with torch.device("meta"):
+        net = create_model("anchornet", num_classes=1000, layout="exact")
+    assert (net.receptive_field, net.stride, net.offset, net.map_size(224)) == (95, 8, 0, 17)
+    assert net.layer7.se.mode == "pointwise" and net.layer7.crop == "centre"
     assert count_parameters(net) == 674_504
-    assert abs(count_parameters(net) - 675_000) / 675_000 < 0.001
 
 
-def test_no_layer_pads() -> None:
-    net = create_model("anchornet", num_classes=10, layout="reference")
+@pytest.mark.parametrize("layout", ["reference", "exact"])
+def test_no_layer_pads(layout: str) -> None:
+    net = create_model("anchornet", num_classes=10, layout=layout)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) > 20 and all(m.padding == (0, 0) for m in convs)
     assert [p for p in net.probe_layers if p not in dict(net.named_modules())] == []
@@ -74,9 +136,23 @@ def _window_check(net: nn.Module, size: int, i: int, j: int) -> None:
         assert (diff > 0) if inside else (diff == 0), (rows, cols, diff)
 
 
-def test_reference_position_depends_exactly_on_its_box() -> None:
-    net = _eval_double(create_model("anchornet", num_classes=10, layout="reference"))
+@pytest.mark.parametrize(
+    "options", [{"layout": "exact"}, {"layout": "reference", "se": "pointwise"}]
+)
+def test_position_depends_exactly_on_its_box(options: dict) -> None:
+    """Exact windows: our layout, and the authors' geometry (top-left skip) with pointwise SE."""
+    net = _eval_double(create_model("anchornet", num_classes=10, **options))
     _window_check(net, 224, 5, 9)  # rows 40..134, cols 72..166
+
+
+def test_reference_global_se_sees_outside_the_box() -> None:
+    net = _eval_double(create_model("anchornet", num_classes=10, layout="reference"))
+    x = torch.rand(1, 3, 224, 224, dtype=torch.float64)
+    y = x.clone()
+    y[..., 150:, 150:] = 0.0  # outside box (0, 0) = rows / cols 0..94
+    with torch.no_grad():
+        diff = (net.feature_map(x) - net.feature_map(y))[0, :, 0, 0].abs().max()
+    assert diff > 1e-9
 
 
 def test_small_layout_on_shapes_sized_images() -> None:

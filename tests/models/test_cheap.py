@@ -8,7 +8,14 @@ from torch import nn
 
 from analysis.errors import CollabError
 from analysis.models import count_parameters, create_model
-from analysis.models.cheap import SHIFT_DIRECTIONS, CheapBlock, Shift, cheap_op, shift_group_sizes
+from analysis.models.cheap import (
+    SHIFT_DIRECTIONS,
+    CheapBlock,
+    Shift,
+    cheap_op,
+    modulo_shift_move,
+    shift_group_sizes,
+)
 
 
 def _count(name: str, **kwargs) -> int:
@@ -39,34 +46,68 @@ def test_shift_group_sizes() -> None:
     assert SHIFT_DIRECTIONS[-1] == (0, 0) and len(set(SHIFT_DIRECTIONS)) == 9
 
 
+def test_modulo_shift_is_the_reference_kernel() -> None:
+    """Channel c < 9*(C // 9) reads (y + (c // 3) % 3 - 1, x + c % 3 - 1): its content moves
+    by (1 - (c // 3) % 3, 1 - c % 3); c % 9 == 4 stays."""
+    assert [modulo_shift_move(c) for c in range(9)] == [
+        (1, 1), (1, 0), (1, -1), (0, 1), (0, 0), (0, -1), (-1, 1), (-1, 0), (-1, -1)
+    ]  # fmt: skip
+    x = torch.zeros(1, 18, 5, 5)
+    x[:, :, 2, 2] = 1.0
+    out = Shift(18)(x)
+    for c in range(18):
+        dy, dx = modulo_shift_move(c % 9)
+        assert out[0, c, 2 + dy, 2 + dx] == 1.0 and out[0, c].sum() == 1.0
+
+
+@pytest.mark.parametrize("channels", [4, 8, 13, 16, 35])
+def test_modulo_shift_remainder_channels_pass_through(channels: int) -> None:
+    """The C mod 9 last channels (all of them below 9) are returned unchanged."""
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, 4, 6)
+    out = Shift(channels)(x)
+    moved = 9 * (channels // 9)
+    assert torch.equal(out[:, moved:], x[:, moved:])
+    assert channels - moved == channels % 9
+    if moved:  # the moved part loses a border row or column (zero fill), except c % 9 == 4
+        assert not torch.equal(out[:, :moved], x[:, :moved])
+        assert torch.equal(out[:, 4:moved:9], x[:, 4:moved:9])
+
+
 def test_shift_moves_each_group_one_pixel_with_zero_fill() -> None:
     x = torch.zeros(1, 9, 5, 5)
     x[:, :, 2, 2] = 1.0  # a centred dot in every channel
-    out = Shift(9)(x)
+    out = Shift(9, layout="grouped")(x)
     for c, (dy, dx) in enumerate(SHIFT_DIRECTIONS):
         assert out[0, c, 2 + dy, 2 + dx] == 1.0 and out[0, c].sum() == 1.0
     corner = torch.zeros(1, 9, 3, 3)
     corner[:, :, 0, 0] = 1.0
-    moved = Shift(9)(corner)
+    moved = Shift(9, layout="grouped")(corner)
     # The dot leaves the image (zero fill, no wrap-around) unless moved down and/or right.
     kept = [c for c in range(9) if moved[0, c].sum() == 1.0]
     assert kept == [c for c, (dy, dx) in enumerate(SHIFT_DIRECTIONS) if dy >= 0 and dx >= 0]
     assert moved.sum() == len(kept)
     assert not list(Shift(9).parameters())
+    small = torch.randn(1, 4, 3, 3)  # the grouped layout moves even 4 channels
+    assert not torch.equal(Shift(4, layout="grouped")(small), small)
 
 
-def test_shift_backward_is_the_adjoint() -> None:
+@pytest.mark.parametrize("layout", ["modulo", "grouped"])
+def test_shift_backward_is_the_adjoint(layout: str) -> None:
     """<S x, g> = <x, S^T g>: the gradient is the opposite shift, with zero fill."""
     x = torch.randn(2, 13, 4, 6, dtype=torch.double, requires_grad=True)
     g = torch.randn(2, 13, 4, 6, dtype=torch.double)
-    out = Shift(13)(x)
+    out = Shift(13, layout=layout)(x)
     (out * g).sum().backward()
     assert torch.allclose((out * g).sum(), (x * x.grad).sum())
     # Each input pixel receives the upstream gradient of the pixel it moved to (or 0 if it left).
     ones = torch.ones(1, 9, 3, 3, requires_grad=True)
-    Shift(9)(ones).sum().backward()
+    Shift(9, layout=layout)(ones).sum().backward()
     kept = ones.grad.sum(dim=(0, 2, 3))  # pixels that stay inside: 6 (one axis), 4 (diagonal), 9
-    assert kept.tolist() == [6, 6, 6, 6, 4, 4, 4, 4, 9]
+    if layout == "grouped":
+        assert kept.tolist() == [6, 6, 6, 6, 4, 4, 4, 4, 9]
+    else:
+        assert kept.tolist() == [4, 6, 4, 6, 9, 6, 4, 6, 4]
 
 
 def test_cheap_ops_and_errors() -> None:
@@ -78,6 +119,8 @@ def test_cheap_ops_and_errors() -> None:
         cheap_op("group", 6, groups=4)
     with pytest.raises(CollabError, match="unknown cheap op"):
         create_model("cheap_resnet8", num_classes=10, op="ghost")
+    with pytest.raises(CollabError, match="unknown shift layout"):
+        create_model("cheap_resnet8", num_classes=10, shift_layout="ring")
 
 
 def test_cheap_block_layout() -> None:

@@ -56,6 +56,7 @@ def test_registered_variants_keep_their_options() -> None:
         "op": "shift",
         "groups": 4,
         "dropout": 0.0,
+        "shift_layout": "modulo",  # the reference kernel; "grouped" is the former layout
     }
     assert model_options("wrn") == {"depth": 16, "widen": 4, "dropout": 0.0, "fc_dropout": 0.0}
     assert model_options("dcl_vgg8")["width"] == 64 and model_options("dcl_resnet8")["width"] == 16

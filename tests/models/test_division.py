@@ -38,15 +38,20 @@ def test_width_rule_reproduces_the_paper_resnet_table() -> None:
         16: 4,
     }
     for s, w in PAPER_RESNET_WIDTHS.items():
-        spec = divided_options("resnet110", split=s, options={"block": "bottleneck"})
-        assert spec.arch == "resnet110" and spec.options == {"block": "bottleneck", "width": w}
+        spec = divided_options("resnet110_bottleneck", split=s)
+        assert spec.arch == "dc_resnet"
+        assert spec.options == {"depth": 110, "block": "bottleneck", "width": w}
+        plain = divided_options("resnet110_bottleneck", split=s, authors=False)
+        assert plain.arch == "resnet110_bottleneck" and plain.options == {"width": w}
     assert divided_width(4, 2) == 3 and divided_width(1, 16) == 1
 
 
 @pytest.mark.parametrize(("split", "total"), [(1, 1_170_868), (2, 1_333_472), (4, 1_214_256)])
 def test_bottleneck_resnet110_totals(split: int, total: int) -> None:
-    """METHODS.md check (CIFAR-100, totals over the S networks)."""
-    assert _total("resnet110", split, block="bottleneck") == total
+    """METHODS.md check (CIFAR-100, totals over the S networks); the same without ``authors``."""
+    assert _total("resnet110_bottleneck", split) == total
+    assert _total("resnet110_bottleneck", split, authors=False) == total
+    assert _total("cifar_resnet", split, depth=110, block="bottleneck") == total
 
 
 def test_wrn_widen_rule() -> None:
@@ -54,21 +59,37 @@ def test_wrn_widen_rule() -> None:
     assert [divided_widen(8, s) for s in (1, 2, 4)] == [8, 6, 4]
     assert divided_widen(1, 16) == 1  # floor of 1
     spec = divided_options("wrn16_8", split=2)
-    assert spec.arch == "wrn" and spec.options == {"depth": 16, "widen": 6}
+    assert spec.arch == "dc_wrn" and spec.options == {"depth": 16, "widen": 6}
+    plain = divided_options("wrn16_8", split=2, authors=False)
+    assert plain.arch == "wrn" and plain.options == {"depth": 16, "widen": 6}
 
 
 @pytest.mark.parametrize(
     ("arch", "exact", "paper"),
     [
-        ("wrn16_8", (11_007_540, 12_413_544, 11_088_080), (11.0e6, 12.4e6, 11.1e6)),
-        ("wrn28_10", (36_536_884, 35_851_880, 36_646_096), (36.5e6, 35.8e6, 36.7e6)),
+        ("wrn16_8", (11_009_332, 12_416_232, 11_091_664), (11.0e6, 12.4e6, 11.1e6)),
+        ("wrn28_10", (36_539_124, 35_855_016, 36_650_576), (36.5e6, 35.8e6, 36.7e6)),
     ],
 )
 def test_wrn_totals_match_the_paper(arch: str, exact: tuple, paper: tuple) -> None:
+    """The authors' post-activation WRNs (their code counts the same integers)."""
     got = tuple(_total(arch, s) for s in (1, 2, 4))
     assert got == exact
     for count, reported in zip(got, paper):
         assert math.isclose(count, reported, rel_tol=0.01)
+
+
+def test_pre_activation_wrn_totals_without_authors() -> None:
+    assert [_total("wrn16_8", s, authors=False) for s in (1, 2, 4)] == [
+        11_007_540,
+        12_413_544,
+        11_088_080,
+    ]
+    assert [_total("wrn28_10", s, authors=False) for s in (1, 2, 4)] == [
+        36_536_884,
+        35_851_880,
+        36_646_096,
+    ]
 
 
 def test_resnext29_8x64d_counts() -> None:
@@ -86,10 +107,12 @@ def test_resnext29_8x64d_counts() -> None:
 
 def test_resnext_divides_cardinality_and_keeps_group_width() -> None:
     assert [divided_cardinality(8, s) for s in (1, 2, 4, 16)] == [8, 4, 2, 1]
+    assert divided_cardinality(8, 3) == 2  # the authors' int(groups / split_factor)
     spec = divided_options("resnext29", split=4, options={"base_width": 64})
-    assert spec.options == {"base_width": 64, "cardinality": 2}
+    assert spec.arch == "dc_resnext29" and spec.options == {"base_width": 64, "cardinality": 2}
     # CIFAR-100 totals over the S networks: about the large network's budget for every S.
     assert [_total("resnext29", s) for s in (1, 2, 4)] == [34_518_948, 35_309_384, 36_890_256]
+    assert _total("resnext29", 2, authors=False) == 35_309_384
 
 
 def test_resnext29_real_forward_is_a_staged_net() -> None:
@@ -108,7 +131,7 @@ def test_classifier_dropout_is_divided() -> None:
     )
     spec = divided_options("wrn28_10", split=4, options={"dropout": 0.3}, dropout=0.2)
     # A WRN's block dropout is kept; its classifier dropout fc_dropout is divided.
-    assert spec.options == {
+    assert spec.arch == "dc_wrn" and spec.options == {
         "dropout": 0.3,
         "depth": 28,
         "widen": 5,

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from analysis.models import CollaborativeModel, create_model
-from analysis.probes.cascade import cascade_curve
+from analysis.probes.cascade import STAGE_IOU_THRESHOLDS, CascadeOptions, cascade_curve
 from analysis.probes.cascade_stages import combine_stages, crop_patches, exit_stages, stage_logits
 from analysis.probes.class_map import localize
 from analysis.probes.flops import count_flops
@@ -89,7 +89,7 @@ def test_cascade_threshold_zero_stops_at_stage_one_and_above_one_uses_all():
     assert curve.accuracy[1] == curve.stage_accuracy[-1]
     # every sample pays for the stages whose patch exists
     x = torch.stack([data[i][0] for i in range(24)])
-    loc = localize(peer, x, top_k=2)
+    loc = localize(peer, x, top_k=2, iou_threshold=STAGE_IOU_THRESHOLDS)
     patches = int((loc.boxes[..., 0] >= 0).sum())
     assert curve.cost[1] == pytest.approx(stage0 + patch * patches / 24)
     assert curve.relative_cost[0] == pytest.approx(stage0 / curve.full_cost)
@@ -106,7 +106,7 @@ def test_cascade_accuracy_matches_a_direct_computation():
     peer, data = _peer()
     x, y = data.tensors
     curve = cascade_curve(peer, data, thresholds=[0.5], patch_size=8, top_k=2, combine="mean")
-    loc = localize(peer, x, top_k=2)
+    loc = localize(peer, x, top_k=2, iou_threshold=STAGE_IOU_THRESHOLDS)
     logits = stage_logits(peer, x, loc.boxes, patch_size=8)
     assert logits.shape == (3, 24, 3)
     correct = 0
@@ -122,12 +122,30 @@ def test_cascade_accuracy_matches_a_direct_computation():
     assert curve.exit_fraction.sum(1).tolist() == pytest.approx([1.0])
 
 
+def test_cascade_defaults_to_the_authors_stage_iou_thresholds():
+    """winycg/AnchorNet make_table.py: --iou-thresholds default [0., 0.1, 0.2]."""
+    assert STAGE_IOU_THRESHOLDS == (0.0, 0.1, 0.2)
+    assert CascadeOptions().iou_threshold == STAGE_IOU_THRESHOLDS
+    peer, data = _peer()
+    x = data.tensors[0]
+    # 4 patches: the 2nd may not overlap the 1st, the 3rd by <= 0.1, the 4th by <= 0.2
+    loc = localize(peer, x, top_k=4, iou_threshold=STAGE_IOU_THRESHOLDS)
+    default = cascade_curve(peer, data, thresholds=[1.01], patch_size=8, top_k=4)
+    logits = stage_logits(peer, x, loc.boxes, patch_size=8)
+    conf, pred = combine_stages(
+        logits, torch.cat([torch.ones(1, 24).bool(), (loc.boxes >= 0).all(-1).T])
+    )
+    assert default.accuracy[0] == pytest.approx(float((pred[-1] == data.tensors[1]).float().mean()))
+    old = cascade_curve(peer, data, thresholds=[1.01], patch_size=8, top_k=4, iou_threshold=0.3)
+    assert old.top_k == 4 and old.accuracy.shape == (1,)
+
+
 def test_curve_and_localization_survive_the_probe_cache(tmp_path):
     from analysis.probes.cache import load_result, save_result
 
     peer, data = _peer()
     curve = cascade_curve(peer, data, thresholds=[0.0, 1.01], patch_size=8, top_k=2, limit=8)
-    loc = localize(peer, data.tensors[0][:4], top_k=2)
+    loc = localize(peer, data.tensors[0][:4], top_k=2, iou_threshold=[0.0, 0.5])
     for name, result in (("c", curve), ("l", loc)):
         save_result(tmp_path / f"{name}.safetensors", result)
         back = load_result(tmp_path / f"{name}.safetensors", type(result))

@@ -22,8 +22,9 @@ from analysis.probes.localization import box_metrics, random_boxes, score_locali
 FIELD = ReceptiveField(size=4, stride=2, offset=0)  # 5 x 5 map over a 12 x 12 image
 
 
-def greedy_reference(scores: list[float], boxes: list[tuple], top_k: int, thr: float) -> list[int]:
-    """Plain-Python greedy NMS over positions sorted by score (stable)."""
+def greedy_reference(scores: list[float], boxes: list[tuple], top_k: int, thr) -> list[int]:
+    """Plain-Python greedy NMS: one pass over positions sorted by score (stable), as the
+    AnchorNet authors' ``localize_bbox``; ``thr`` is one limit or one per box after the first."""
 
     def iou(a, b):
         w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -33,7 +34,8 @@ def greedy_reference(scores: list[float], boxes: list[tuple], top_k: int, thr: f
 
     kept: list[int] = []
     for p in sorted(range(len(scores)), key=lambda i: -scores[i]):
-        if all(iou(boxes[p], boxes[q]) <= thr for q in kept):
+        limit = thr if isinstance(thr, float) else (thr[len(kept) - 1] if kept else 1.0)
+        if all(iou(boxes[p], boxes[q]) <= limit for q in kept):
             kept.append(p)
         if len(kept) == top_k:
             break
@@ -66,6 +68,28 @@ def test_random_class_maps_match_the_reference_greedy_selection():
         got = [int(r * 5 + c) for r, c in positions[b].tolist() if r >= 0]
         assert got == ref
         assert boxes[b, : len(ref)].tolist() == [flat_boxes[p] for p in ref]
+
+
+def test_per_stage_limits_are_one_pass_like_the_authors():
+    """Limits (0, 0.1, 0.2): a position passed over under a tight limit is not revisited."""
+    cmap = torch.zeros(1, 5, 5)
+    cmap[0, 0, 0], cmap[0, 1, 1], cmap[0, 4, 4], cmap[0, 2, 2] = 10.0, 9.0, 8.0, 7.0
+    stages = (0.0, 0.1, 0.2)
+    _, _, positions = select_boxes(cmap, FIELD, image_size=(12, 12), iou_threshold=stages)
+    # (1, 1) overlaps (0, 0) by 4 / 28 = 1/7 > 0 at box 2; at box 4 (limit 0.2) it would pass,
+    # but the pass has moved on: the 4th box is the first zero-score position that fits.
+    assert positions[0].tolist() == [[0, 0], [4, 4], [2, 2], [0, 2]]
+    single = select_boxes(cmap, FIELD, image_size=(12, 12), iou_threshold=0.3)[2]
+    assert single[0].tolist() == [[0, 0], [1, 1], [4, 4], [2, 2]]
+    gen = torch.Generator().manual_seed(1)
+    cmaps = torch.randn(8, 5, 5, generator=gen)
+    _, _, got = select_boxes(cmaps, FIELD, image_size=(12, 12), iou_threshold=stages)
+    flat_boxes = position_boxes(FIELD, (5, 5), (12, 12)).view(-1, 4).tolist()
+    for b in range(8):
+        ref = greedy_reference(cmaps[b].flatten().tolist(), flat_boxes, 4, stages)
+        assert [int(r * 5 + c) for r, c in got[b].tolist() if r >= 0] == ref
+    with pytest.raises(CollabError, match="3 per-stage IoU thresholds cannot select top_k=5"):
+        select_boxes(cmap, FIELD, image_size=(12, 12), top_k=5, iou_threshold=stages)
 
 
 def test_fewer_boxes_than_top_k_are_marked_missing():
