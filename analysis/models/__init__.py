@@ -14,6 +14,7 @@ from analysis.models import (  # noqa: F401  (registration)
     cheap,
     cifar_resnet,
     dcl_nets,
+    hcgnet,
     resnext,
     tiny,
     tv_resnet,

@@ -30,6 +30,7 @@ from typing import Any
 from torch import nn
 
 from analysis.errors import CollabError
+from analysis.models.base import StagedNet
 
 LIBRARIES = ("torchvision", "timm")
 # Builder options that would fetch pretrained weights from the network.
@@ -43,8 +44,6 @@ def require_staged(nets: Any, *, what: str) -> None:
 
     ``what`` says what needs named stages, e.g. "a shared trunk cut into branches".
     """
-    from analysis.models.base import StagedNet
-
     for net in nets:
         if not isinstance(net, StagedNet):
             raise CollabError(

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from analysis.errors import CollabError
+from analysis.models.external import create_external
 from analysis.registry import Registry
 
 MODELS = Registry("model")
@@ -146,8 +147,6 @@ def create_model(name: str, *, num_classes: int, in_chans: int = 3, **kwargs: An
     _check_positive_int("num_classes", num_classes)
     _check_positive_int("in_chans", in_chans)
     if "/" in name:  # a torchvision or timm network, e.g. "timm/resnet18"
-        from analysis.models.external import create_external
-
         return create_external(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
     _check_options(name, kwargs)
     return MODELS.get(name)(num_classes=num_classes, in_chans=in_chans, **kwargs)

@@ -65,6 +65,6 @@ def test_import_errors_are_one_line(tmp_path):
     )  # fmt: skip
     _assert_one_line_error(no_arch, "does not fit the model")
     hcgnet = run_cli("import", files[0], "--source", "hcgnet", "--out", out)
-    _assert_one_line_error(hcgnet, "not available yet")
+    _assert_one_line_error(hcgnet, "cannot tell which HCGNet")
     missing = run_cli("import", str(tmp_path / "nope.pth"), "--source", "state_dict", "--out", out)
     _assert_one_line_error(missing, "does not exist")

@@ -151,7 +151,7 @@ def test_refusals(source, tmp_path):
         analysis.import_checkpoints(
             [tmp_path / "a.pt"], source="state_dict", arch="test_cnn", out=tmp_path / "r"
         )
-    with pytest.raises(CollabError, match="hcgnet is not available yet"):
+    with pytest.raises(CollabError, match="cannot tell which HCGNet"):
         analysis.import_checkpoints([tmp_path / "a.pt"], source="hcgnet", out=tmp_path / "r")
 
 
