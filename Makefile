@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[dev,timm]'
+	$(PY) -m pip install -e '.[dev,timm,tensorboard]'
 	touch $(STAMP)
 
 app: install

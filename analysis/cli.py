@@ -237,7 +237,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = out or REPO / "runs" / Path(args.config).stem
     config = config_from_dict(to_dict(config))
     run = Trainer(config, out, progress=not args.no_progress).fit(resume=args.resume)
-    print(f"run written to {run}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
+        print(f"run written to {run}")
     return 0
 
 
@@ -337,30 +338,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import csv
-
-    from analysis.probes.sweep_summary import summary_rows, sweep_summary
     from analysis.runs.sweep import make_plan
     from analysis.training.sweep import run_sweep
-    from analysis.viz.report import write_report
-    from analysis.viz.sweep import sweep_sections
+    from analysis.viz.sweep import write_sweep_summary
 
     out = Path(args.out)
     plan = make_plan(args.config, args.grid, args.seeds, args.overrides)
     run_sweep(plan, out, progress=not args.no_progress)
-    summary = sweep_summary(out, control=args.control)
-    for name, rows in zip(("summary.csv", "differences.csv"), summary_rows(summary)):
-        if rows:
-            with open(out / name, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-    report = write_report(
-        out / "summary.html", f"CollabLens sweep: {out.name}", sweep_sections(summary)
-    )
-    done = len(summary.runs)
+    summary = write_sweep_summary(out, control=args.control)
     print(
-        f"{done} runs finished, {len(summary.missing)} not; summary in {out / 'summary.csv'}, {report}"
+        f"{len(summary.runs)} runs finished, {len(summary.missing)} not; "
+        f"summary in {out / 'summary.csv'}, {out / 'summary.html'}"
     )
     return 0 if not summary.missing else 1
 
@@ -425,8 +413,12 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     from analysis.training.zoo import build_zoo
+    from analysis.viz.sweep import write_sweep_summary
 
-    for path in build_zoo(args.root, only=args.only, progress=not args.no_progress):
+    built = build_zoo(
+        args.root, only=args.only, progress=not args.no_progress, summarize=write_sweep_summary
+    )
+    for path in built:
         print(f"rebuilt {path}")
     return 0
 

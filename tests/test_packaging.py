@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = set(project["dependencies"]) | set(extras["dev"]) | set(extras["timm"])
+    wanted = set(project["dependencies"]) | set(extras["dev"])
+    wanted |= set(extras["timm"]) | set(extras["tensorboard"])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     assert "conda-forge" in env["channels"]
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
@@ -33,9 +34,10 @@ def test_ci_calls_the_readme_test_command():
     assert "make test" in ci and "make test" in readme
 
 
-def test_make_install_and_ci_install_the_optional_timm():
-    """timm is optional for users but tested in CI: `make install` (run by .ci/run) installs it."""
+def test_make_install_and_ci_install_the_optional_timm_and_tensorboard():
+    """timm and tensorboard are optional for users but tested in CI: `make install` (run by
+    .ci/run) installs them."""
     makefile = (REPO / "Makefile").read_text()
-    assert "pip install -e '.[dev,timm]'" in makefile
+    assert "pip install -e '.[dev,timm,tensorboard]'" in makefile
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci and "make lint" in ci

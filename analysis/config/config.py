@@ -28,6 +28,20 @@ class DataConfig:
     #: ``best`` is the last epoch). Drawn with ``val_seed``, independent of ``train.seed``.
     val_fraction: float = 0.1
     val_seed: int = 0
+    #: Page-locked host batches for faster copies to the GPU: ``auto`` pins when training on
+    #: CUDA (it only costs host memory elsewhere).
+    pin_memory: bool | Literal["auto"] = "auto"
+    #: Keep the ``num_workers`` loader processes alive between epochs (needs num_workers >= 1).
+    #: The epoch travels with every index, so the seeded per-sample views stay exact.
+    persistent_workers: bool = False
+    #: Training views through ``torchvision.transforms.v2``: a preset (``cifar``: pad-4 crop and
+    #: flip; ``imagenet``: RandomResizedCrop 224 and flip, images read at their size on disk) or
+    #: a list of v2 steps (``[{RandomResizedCrop: {size: 224}}, RandomHorizontalFlip,
+    #: AutoAugment]``). null keeps the dataset's own preset. See analysis/data/pipeline.py.
+    transforms: str | list[Any] | None = None
+    #: Evaluation images (validation, test, probes): a preset name (its evaluation steps, e.g.
+    #: ``imagenet``: Resize 256 and CenterCrop 224) or a list of v2 steps; null: the preset's.
+    eval_transforms: str | list[Any] | None = None
 
 
 @dataclass
@@ -70,6 +84,26 @@ class TrainConfig:
     #: What chooses ``best`` on the validation split: ``auto`` (the method's reported number),
     #: ``ensemble``, ``best_peer`` or ``mean_peer``.
     select: Literal["auto", "ensemble", "best_peer", "mean_peer"] = "auto"
+    #: Forward passes under autocast in ``bf16`` or ``fp16`` (with a gradient scaler); losses and
+    #: KL terms are always computed in float32. ``fp32`` (default) is exact and reproducible.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    #: NHWC weights and inputs (faster convolutions on GPUs with tensor cores).
+    channels_last: bool = False
+    #: ``torch.compile`` each peer (first steps are slow while it compiles).
+    compile: bool = False
+    #: Deterministic algorithms: ``auto`` is true on the CPU (bit-identical runs and resumes) and
+    #: false on CUDA, where ``cudnn.benchmark`` picks the fastest kernels instead. A resume is
+    #: exact whenever this is true.
+    deterministic: bool | Literal["auto"] = "auto"
+    #: Under torchrun: synchronise BatchNorm statistics over all ranks, so that N ranks train the
+    #: same model as one process with the same global batch (data.batch_size is global). False
+    #: normalises each rank's share of the batch alone (faster, the usual ImageNet practice).
+    sync_bn: bool = True
+    #: One device per peer (e.g. [cuda:0, cuda:1]) for models of separate peers; empty keeps every
+    #: peer on train.device, where the losses are computed in any case.
+    peer_devices: list[str] = field(default_factory=list)
+    #: Also write TensorBoard event files under RUN/tb/ (needs the tensorboard extra).
+    tensorboard: bool = True
 
 
 @dataclass
@@ -82,7 +116,31 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        """The resolved config; the switches of :data:`QUIET_KEYS` appear only when not default."""
+        data = to_dict(self)
+        for section, names in QUIET_KEYS.items():
+            default = _SECTIONS[section]()
+            for name in names:
+                if data[section][name] == to_dict(getattr(default, name)):
+                    del data[section][name]
+        return data
+
+
+#: Speed, distribution and logging switches added after runs were shipped: written to
+#: ``config.yaml`` only when they differ from their defaults, so the configs (and sweep plans) of
+#: runs that leave them alone read exactly as before. Missing keys read back as the defaults.
+QUIET_KEYS = {
+    "data": ("pin_memory", "persistent_workers", "transforms", "eval_transforms"),
+    "train": (
+        "precision",
+        "channels_last",
+        "compile",
+        "deterministic",
+        "sync_bn",
+        "peer_devices",
+        "tensorboard",
+    ),
+}
 
 
 _SECTIONS = {
@@ -163,6 +221,16 @@ def _check_ranges(config: Config) -> None:
         ("data.batch_size", data.batch_size >= 1, "at least 1"),
         ("data.eval_batch_size", data.eval_batch_size >= 1, "at least 1"),
         ("data.num_workers", data.num_workers >= 0, "0 or more"),
+        (
+            "data.persistent_workers",
+            not data.persistent_workers or data.num_workers >= 1,
+            "false unless data.num_workers is at least 1",
+        ),
+        (
+            "train.peer_devices",
+            all(_is_device(d) for d in train.peer_devices),
+            "a list of devices such as [cpu, cpu] or [cuda:0, cuda:1], or []",
+        ),
         ("data.val_fraction", 0 <= data.val_fraction < 1, "in [0, 1) (0.1 is usual)"),
         ("data.val_seed", data.val_seed >= 0, "0 or more"),
         ("optim.lr", math.isfinite(optim.lr) and optim.lr > 0, "a positive number"),
@@ -181,12 +249,23 @@ def _check_ranges(config: Config) -> None:
         if not ok:
             value = _value(config, key)
             raise CollabError(f"config key {key!r} must be {expected} (got {value!r}); fix it")
+    if train.peer_devices and len(train.peer_devices) != config.model.peers:
+        raise CollabError(
+            f"config key 'train.peer_devices' lists {len(train.peer_devices)} devices for "
+            f"{config.model.peers} peers; give one per peer, or [] for none"
+        )
     arch = config.model.arch
     if isinstance(arch, list) and len(arch) != config.model.peers:
         raise CollabError(
             f"config key 'model.arch' lists {len(arch)} architectures for {config.model.peers} peers; "
             "give one per peer or a single name"
         )
+
+
+def _is_device(name: str) -> bool:
+    """``cpu``, ``mps``, ``cuda`` or ``cuda:N`` (whether it exists is checked when training)."""
+    kind, _, number = name.partition(":")
+    return name in ("cpu", "mps", "cuda") or (kind == "cuda" and number.isdigit())
 
 
 def _value(config: Config, key: str) -> Any:

@@ -54,6 +54,9 @@ def convert(tp: Any, value: Any, *, path: str) -> Any:
                 return convert(option, value, path=path)
             except CollabError as exc:
                 errors.append(exc)
+        choices = _choices(typing.get_args(tp))
+        if choices:  # e.g. bool | Literal["auto"]: name every accepted value
+            raise CollabError(f"config key {path!r} is {value!r}; choose one of: {choices}")
         raise errors[-1]
     if tp is type(None):
         if value is None:
@@ -122,6 +125,19 @@ def apply_override(data: dict, assignment: str) -> None:
             raise CollabError(f"override {key!r}: {part!r} is a value, not a section")
         node = child
     node[parts[-1]] = value
+
+
+def _choices(options: tuple) -> str:
+    """The accepted values of a union of literals, bool and None, or "" if it has other types."""
+    names: list[str] = []
+    for option in options:
+        if typing.get_origin(option) is Literal:
+            names += [str(c) for c in typing.get_args(option)]
+        elif option in (bool, type(None)):
+            names += ["true", "false"] if option is bool else ["null"]
+        else:
+            return ""
+    return ", ".join(names)
 
 
 def _join(path: str, name: str) -> str:

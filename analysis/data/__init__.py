@@ -2,9 +2,11 @@
 
 ``build_dataset(name, ...)`` returns a :class:`DataBundle` whose splits yield
 ``(image (C, H, W) float32 in [0, 1], label int)``. Registered names: ``digits`` (bundled with
-scikit-learn), ``shapes`` (procedural, with boxes), ``cifar10``, ``cifar100``, ``svhn``,
+scikit-learn), ``shapes`` (procedural, with boxes), ``textured_shapes`` (12 striped shapes,
+harder, with boxes), ``cifar10``, ``cifar100``, ``svhn``,
 ``mnist``, ``imagefolder`` (from ``root``), ``multidigit`` (two digits side by side, 100
-classes), and the tiny ``test_digits`` / ``test_shapes`` / ``test_multidigit``.
+classes), and the tiny ``test_digits`` / ``test_shapes`` / ``test_textured_shapes`` /
+``test_multidigit``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from analysis.data.augment import Augment, augment_for
 from analysis.data.bundle import DataBundle
 from analysis.data.digits import build_digits
 from analysis.data.multidigit import build_multidigit
+from analysis.data.pipeline import Spec, resolve, with_pipeline
 from analysis.data.shapes import build_shapes
+from analysis.data.textured_shapes import build_textured_shapes
 from analysis.data.tv import (
     CIFAR10,
     CIFAR100,
@@ -64,6 +68,16 @@ def _test_shapes(*, root=None, download=False, image_size=None, seed=0) -> DataB
     return build_shapes(image_size=image_size or 32, n_train=240, n_test=120, seed=seed)
 
 
+@DATASETS.register("textured_shapes")
+def _textured_shapes(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_textured_shapes(image_size=image_size or 32, n_train=3000, n_test=1200, seed=seed)
+
+
+@DATASETS.register("test_textured_shapes")
+def _test_textured_shapes(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
+    return build_textured_shapes(image_size=image_size or 16, n_train=240, n_test=120, seed=seed)
+
+
 @DATASETS.register("multidigit")
 def _multidigit(*, root=None, download=False, image_size=None, seed=0) -> DataBundle:
     return build_multidigit(image_size=image_size or 32, seed=seed)
@@ -106,6 +120,8 @@ def build_dataset(
     download: bool = False,
     image_size: int | None = None,
     seed: int = 0,
+    transforms: Spec = None,
+    eval_transforms: Spec = None,
 ) -> DataBundle:
     """Build the registered dataset ``name``.
 
@@ -114,8 +130,12 @@ def build_dataset(
         root: Folder holding on-disk datasets (default ``./data``); unused by built-ins.
         download: Allow fetching torchvision datasets into ``root``; nothing is fetched otherwise.
         image_size: Side of the square images; ``None`` takes the dataset's default.
-        seed: The training seed. Test splits never depend on it; the ``shapes`` training
-            images do (a new seed draws new images), every other training split is fixed.
+        seed: The training seed. Test splits never depend on it; the ``shapes``,
+            ``textured_shapes`` and ``multidigit`` training images do (a new seed draws new
+            images), every other training split is fixed.
+        transforms, eval_transforms: ``data.transforms`` / ``data.eval_transforms``, a
+            ``torchvision.transforms.v2`` preset or list (see :mod:`analysis.data.pipeline`);
+            None keeps the dataset's own augmentation preset.
 
     Returns:
         A :class:`DataBundle` whose ``name`` is ``name``.
@@ -124,5 +144,11 @@ def build_dataset(
         raise CollabError(
             f"image_size must be at least 8 pixels, got {image_size}; set data.image_size to 8 or more"
         )
-    bundle = DATASETS.get(name)(root=root, download=download, image_size=image_size, seed=seed)
-    return bundle if bundle.name == name else dataclasses.replace(bundle, name=name)
+    if transforms == "imagenet" and name == "imagefolder":  # crops images read at full size
+        bundle = build_imagefolder(root=root, image_size=image_size, raw=True)
+    else:
+        builder = DATASETS.get(name)
+        bundle = builder(root=root, download=download, image_size=image_size, seed=seed)
+    bundle = bundle if bundle.name == name else dataclasses.replace(bundle, name=name)
+    pipeline = resolve(transforms, eval_transforms, image_size=bundle.image_size)
+    return bundle if pipeline is None else with_pipeline(bundle, pipeline)

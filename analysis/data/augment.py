@@ -3,7 +3,9 @@
 Presets (:func:`augment_for`): digit datasets get a 2-pixel crop jitter and no flip (a
 mirrored 2 or 5 is not a digit); natural-image datasets get the usual CIFAR crop-4 + flip.
 ``shapes`` gets no augmentation: crops and flips would move the shape away from the
-ground-truth box that localisation probes compare against.
+ground-truth box that localisation probes compare against. ``textured_shapes`` gets a 2-pixel
+reflected crop jitter and a flip (every class is mirror-symmetric): its boxes are read on the
+unaugmented test split, and Divide-and-Co-training needs views that differ.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class Augment:
 
 _DIGIT_LIKE = Augment(crop_pad=2, hflip=False)
 _NATURAL = Augment(crop_pad=4, hflip=True)
+# Every textured-shapes class is mirror-symmetric (stripes keep their direction), so a flip keeps
+# the label; a 2-pixel reflected shift keeps shapes clear of a blank border.
+_MIRROR = Augment(crop_pad=2, hflip=True, pad_mode="reflect")
 PRESETS: dict[str, Augment | None] = {
     "digits": _DIGIT_LIKE,
     "mnist": _DIGIT_LIKE,
@@ -75,6 +80,7 @@ PRESETS: dict[str, Augment | None] = {
     "cifar100": _NATURAL,
     "imagefolder": _NATURAL,
     "shapes": None,
+    "textured_shapes": _MIRROR,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch.utils.data import Dataset
@@ -25,6 +26,11 @@ class DataBundle:
         mean: Per-channel mean of the [0, 1] images; the model normalises with it.
         std: Per-channel standard deviation, same length as ``mean``.
         class_names: Human-readable name of each class, ``len == num_classes``.
+        augment: ``view(img, gen) -> img`` of a ``data.transforms`` pipeline, or None for the
+            dataset's preset (:func:`~analysis.data.augment.augment_for`).
+        augment_source: The images training views are made from when they differ from
+            ``train`` (a pipeline that crops images read at their size on disk; ``train`` then
+            holds the evaluation-transformed images), else None.
     """
 
     name: str
@@ -36,6 +42,8 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: list[str]
+    augment: Callable | None = None
+    augment_source: Dataset | None = None
 
     def __post_init__(self) -> None:
         # These are programming errors in a builder, not user errors, hence ValueError.

@@ -7,7 +7,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -44,6 +43,8 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ``images`` uint8 (N, 3, 32, 32) and ``labels`` int64 (N,) with digit 0 as label 0
         (the file stores it as 10).
     """
+    import scipy.io  # SciPy loads in ~0.5 s: only when an SVHN file is read
+
     try:
         mat = scipy.io.loadmat(path)
     except Exception as err:
@@ -112,10 +113,11 @@ class ImageFolderDataset(Dataset):
     Args:
         files: Image paths.
         labels: One class index per file.
-        image_size: Side S of the returned (3, S, S) float32 images in [0, 1].
+        image_size: Side S of the returned (3, S, S) float32 images in [0, 1]; ``None`` returns
+            each image at its size on disk (for pipelines that crop, e.g. ``RandomResizedCrop``).
     """
 
-    def __init__(self, files: list[Path], labels: list[int], *, image_size: int) -> None:
+    def __init__(self, files: list[Path], labels: list[int], *, image_size: int | None) -> None:
         self.files, self.labels, self.image_size = (
             files,
             torch.tensor(labels, dtype=torch.long),
@@ -130,9 +132,10 @@ class ImageFolderDataset(Dataset):
         try:
             with Image.open(path) as im:
                 # PIL's bilinear resize filters over the whole footprint, so shrinking is antialiased.
-                im = im.convert("RGB").resize(
-                    (self.image_size, self.image_size), Image.Resampling.BILINEAR
-                )
+                im = im.convert("RGB")
+                if self.image_size is not None:
+                    size = (self.image_size, self.image_size)
+                    im = im.resize(size, Image.Resampling.BILINEAR)
                 pixels = np.asarray(im, dtype=np.uint8)
         except (OSError, ValueError) as err:
             raise CollabError(

@@ -29,7 +29,7 @@ MIN_SIZE = 16
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class Geometry:
     """Centre (cx, cy) and half-extent r in pixels; each shape fits in [c - r, c + r]."""
 
     cx: float
@@ -37,7 +37,7 @@ class _Geometry:
     r: float
 
 
-def _shape_mask(label: int, g: _Geometry, coords: np.ndarray) -> np.ndarray:
+def shape_mask(label: int, g: Geometry, coords: np.ndarray) -> np.ndarray:
     """Boolean (S, S) mask of shape ``label``, evaluated at pixel centres ``coords`` (S,)."""
     dx = np.abs(coords[None, :] - g.cx)
     dy = coords[:, None] - g.cy
@@ -59,7 +59,7 @@ def _shape_mask(label: int, g: _Geometry, coords: np.ndarray) -> np.ndarray:
     raise ValueError(f"no shape class {label}")
 
 
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Tight (x0, y0, x1, y1) box of a non-empty mask, x1/y1 exclusive."""
     rows, cols = mask.any(axis=1), mask.any(axis=0)
     y0, x0 = int(rows.argmax()), int(cols.argmax())
@@ -77,7 +77,18 @@ class ShapesDataset(Dataset):
         image_size: Side S in pixels (default 64).
 
     Labels cycle through the classes (``index % 6``), so classes are exactly balanced.
+
+    A family of datasets built on these shapes (``textured_shapes``) subclasses it, setting the
+    class attributes below and overriding :meth:`shape_of` and ``__getitem__``.
     """
+
+    NAME = "shapes"
+    CLASS_NAMES = CLASS_NAMES
+    MEAN, STD = MEAN, STD
+    #: Leading entries of every item's RNG seed: a family's own stream, apart from these items.
+    STREAM: tuple[int, ...] = ()
+    #: Range of a shape's half-extent, as a fraction of the image side.
+    RADIUS = (0.14, 0.26)
 
     def __init__(
         self, length: int, *, seed: int, split: str = "train", image_size: int = 64
@@ -86,7 +97,7 @@ class ShapesDataset(Dataset):
             raise ValueError(f"split must be one of {sorted(_SPLIT_TAG)}")
         self.length, self.seed, self.split, self.image_size = length, seed, split, image_size
         self._coords = np.arange(image_size, dtype=np.float32) + 0.5
-        self.labels = torch.arange(length) % len(CLASS_NAMES)
+        self.labels = torch.arange(length) % len(self.CLASS_NAMES)
 
     def __len__(self) -> int:
         return self.length
@@ -94,27 +105,31 @@ class ShapesDataset(Dataset):
     def _rng(self, index: int) -> np.random.Generator:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        return np.random.default_rng([_SPLIT_TAG[self.split], self.seed, index])
+        return np.random.default_rng([*self.STREAM, _SPLIT_TAG[self.split], self.seed, index])
 
-    def _geometry(self, rng: np.random.Generator) -> _Geometry:
+    def _geometry(self, rng: np.random.Generator) -> Geometry:
         s = self.image_size
-        r = rng.uniform(0.14, 0.26) * s
+        r = rng.uniform(*self.RADIUS) * s
         cx, cy = rng.uniform(r + 1, s - r - 1, size=2)
-        return _Geometry(float(cx), float(cy), float(r))
+        return Geometry(float(cx), float(cy), float(r))
+
+    def shape_of(self, label: int) -> int:
+        """The shape (an index into this module's ``CLASS_NAMES``) drawn for class ``label``."""
+        return label
 
     def mask(self, index: int) -> torch.Tensor:
         """Bool (S, S) tensor: the pixels painted with item ``index``'s shape."""
-        label = int(self.labels[index])
-        return torch.from_numpy(_shape_mask(label, self._geometry(self._rng(index)), self._coords))
+        shape = self.shape_of(int(self.labels[index]))
+        return torch.from_numpy(shape_mask(shape, self._geometry(self._rng(index)), self._coords))
 
     def box(self, index: int) -> tuple[int, int, int, int]:
         """Tight pixel box ``(x0, y0, x1, y1)`` (x1, y1 exclusive) of item ``index``'s shape."""
-        return _mask_box(self.mask(index).numpy())
+        return mask_box(self.mask(index).numpy())
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         rng = self._rng(index)
         label = int(self.labels[index])
-        mask = _shape_mask(label, self._geometry(rng), self._coords)
+        mask = shape_mask(self.shape_of(label), self._geometry(rng), self._coords)
         base = rng.random(3, dtype=np.float32)
         img = base[:, None, None] + 0.3 * (
             rng.random((3, self.image_size, self.image_size), dtype=np.float32) - 0.5
@@ -159,7 +174,12 @@ class ShapesDataset(Dataset):
 
 
 def build_shapes(
-    *, image_size: int = 64, n_train: int = 4000, n_test: int = 1000, seed: int = 0
+    *,
+    image_size: int = 64,
+    n_train: int = 4000,
+    n_test: int = 1000,
+    seed: int = 0,
+    family: type[ShapesDataset] = ShapesDataset,
 ) -> DataBundle:
     """Build the shapes bundle: 6 classes, 3 channels, boxes via ``bundle.test.box(i)``.
 
@@ -168,22 +188,23 @@ def build_shapes(
         n_train: Training items, drawn from ``seed`` (a new seed gives new training images).
         n_test: Test items, always drawn from :data:`TEST_SEED`.
         seed: The training seed.
+        family: The dataset class (a subclass builds its own bundle, e.g. ``textured_shapes``).
 
     Returns:
-        A :class:`DataBundle` whose splits are :class:`ShapesDataset`.
+        A :class:`DataBundle` named ``family.NAME`` whose splits are ``family`` datasets.
     """
     if image_size < MIN_SIZE:
         raise CollabError(
-            f"shapes needs image_size of at least {MIN_SIZE}, got {image_size}; set data.image_size={MIN_SIZE} or more"
+            f"{family.NAME} needs image_size of at least {MIN_SIZE}, got {image_size}; set data.image_size={MIN_SIZE} or more"
         )
     return DataBundle(
-        name="shapes",
-        train=ShapesDataset(n_train, seed=seed, split="train", image_size=image_size),
-        test=ShapesDataset(n_test, seed=TEST_SEED, split="test", image_size=image_size),
-        num_classes=len(CLASS_NAMES),
+        name=family.NAME,
+        train=family(n_train, seed=seed, split="train", image_size=image_size),
+        test=family(n_test, seed=TEST_SEED, split="test", image_size=image_size),
+        num_classes=len(family.CLASS_NAMES),
         in_chans=3,
         image_size=image_size,
-        mean=MEAN,
-        std=STD,
-        class_names=list(CLASS_NAMES),
+        mean=family.MEAN,
+        std=family.STD,
+        class_names=list(family.CLASS_NAMES),
     )

@@ -260,9 +260,14 @@ def build_mnist(
 
 
 def build_imagefolder(
-    *, root: str | Path | None = None, image_size: int | None = None
+    *, root: str | Path | None = None, image_size: int | None = None, raw: bool = False
 ) -> DataBundle:
-    """Build a dataset from ``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``)."""
+    """Build a dataset from ``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``).
+
+    Images are read lazily, one file per item. ``raw`` keeps each at its size on disk (a
+    pipeline crops them, see :mod:`analysis.data.pipeline`); otherwise they are resized to
+    squares of ``image_size`` (default 64).
+    """
     base = resolve_root(root)
     test_dir = base / "test" if (base / "test").is_dir() else base / "val"
     if not (base / "train").is_dir() or not test_dir.is_dir():
@@ -275,11 +280,12 @@ def build_imagefolder(
     train_files, train_labels, classes = scan_image_folder(base / "train")
     test_files, test_labels, _ = scan_image_folder(test_dir, classes=classes)
     size = image_size or 64
+    read = None if raw else size
     # Neutral statistics (not measured): user folders vary and a pass over them is costly.
     return DataBundle(
         name="imagefolder",
-        train=ImageFolderDataset(train_files, train_labels, image_size=size),
-        test=ImageFolderDataset(test_files, test_labels, image_size=size),
+        train=ImageFolderDataset(train_files, train_labels, image_size=read),
+        test=ImageFolderDataset(test_files, test_labels, image_size=read),
         num_classes=len(classes),
         in_chans=3,
         image_size=size,

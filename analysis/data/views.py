@@ -16,8 +16,9 @@ class MultiView(Dataset):
 
     View ``v`` of item ``i`` at epoch ``e`` is augmented with a generator seeded from
     ``(seed, e, i, v)`` alone, so it is the same whatever the DataLoader workers or order.
-    Call :meth:`set_epoch` before each epoch; with ``persistent_workers=True`` workers keep
-    their own copy, so use non-persistent workers (the default) for the epoch to reach them.
+    Call :meth:`set_epoch` before each epoch. Workers kept alive between epochs
+    (``persistent_workers=True``) hold their own copy, which this call does not reach: the
+    trainer sends the epoch with every index instead (``analysis.training.loader``).
 
     Args:
         dataset: Yields ``(image (C, H, W), label)``.

@@ -1,6 +1,13 @@
 """Collaborative methods: one file each, registered here by name."""
 
-from analysis.methods.base import DataShape, LossParts, Method, MethodOptions, peer_cross_entropy
+from analysis.methods.base import (
+    Collective,
+    DataShape,
+    LossParts,
+    Method,
+    MethodOptions,
+    peer_cross_entropy,
+)
 from analysis.methods.cl_ilr import CLILR
 from analysis.methods.divide_cotrain import DivideCotrain
 from analysis.methods.dml import DML
@@ -33,6 +40,7 @@ def create_method(options: MethodOptions) -> Method:
 
 
 __all__ = [
+    "Collective",
     "DML",
     "METHODS",
     "DataShape",

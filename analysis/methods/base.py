@@ -32,6 +32,24 @@ class MethodOptions:
 LossParts = dict[str, torch.Tensor]
 
 
+class Collective:
+    """How a method's global state reaches the other processes of a distributed run.
+
+    This one is a single process: both operations return their argument. Under torchrun the
+    trainer gives the method one that gathers from and broadcasts to every rank.
+    """
+
+    world: int = 1
+
+    def gather(self, tensor: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """``tensor`` of every rank (detached), concatenated along ``dim`` in rank order."""
+        return tensor
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rank 0's ``tensor`` on every rank (in place)."""
+        return tensor
+
+
 class Method:
     """Base class: K peers built from the model registry, trained side by side.
 
@@ -44,11 +62,14 @@ class Method:
             i.e. the model receives (V, B, C, H, W) batches during training.
         weight_decay_scale: factor the trainer applies to ``optim.weight_decay`` (e.g. the
             divided weight decay of divide-and-co-training).
+        collective: reaches the other ranks of a distributed run (see :class:`Collective`);
+            methods whose state must be global (memory banks) use it.
     """
 
     Options: type[MethodOptions] = MethodOptions
     per_peer_views: bool = False
     weight_decay_scale: float = 1.0
+    collective: Collective = Collective()
 
     def __init__(self, options: MethodOptions) -> None:
         self.options = options

@@ -144,15 +144,22 @@ class MCLOKD(Method):
         if opts.contrast == "batch" or index is None:
             return batch_infonce(emb, target, tau=opts.nce_temperature)
         bank = self._bank(emb.shape[0])
-        bank.ensure(index)
-        bank.record_labels(index, target)
+        # The banks are global state: under torchrun every rank records and updates them with
+        # the whole global batch (in one process ``collective`` returns its argument).
+        group = self.collective
+        all_index, all_target = group.gather(index), group.gather(target)
+        rows_before = None if bank.labels is None else bank.labels.shape[0]
+        bank.ensure(all_index)
+        if bank.labels.shape[0] != rows_before:  # new rows start random: rank 0's everywhere
+            bank.vectors = group.broadcast(bank.vectors)
+        bank.record_labels(all_index, all_target)
         negatives = bank.sample_negatives(target, opts.negatives, rule=opts.negatives_from)
         if negatives.shape[1] == 0:  # no other class known yet: nothing to contrast against
             loss = emb.new_zeros(())
         else:
             rows = bank.vectors[:, torch.cat([index[:, None], negatives], dim=1)]  # (K, B, 1+m, D)
             loss = bank_nce(rows, emb, tau=opts.nce_temperature)
-        bank.update(index, emb)
+        bank.update(all_index, group.gather(emb.detach(), dim=1))
         return loss
 
     def _bank(self, branches: int) -> MemoryBank:

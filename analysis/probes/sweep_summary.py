@@ -256,6 +256,8 @@ def summary_rows(summary: SweepSummary) -> tuple[list[dict[str, Any]], list[dict
     cells = [
         {
             "cell": c.cell,
+            "method": c.method,
+            "peers": c.peers,
             "seeds": " ".join(map(str, c.seeds)),
             "params": c.params,
             "train_seconds": round(c.seconds, 1),

@@ -59,6 +59,8 @@ class Run:
             download=False,
             image_size=cfg.get("image_size"),
             seed=self.config["train"]["seed"],
+            transforms=cfg.get("transforms"),
+            eval_transforms=cfg.get("eval_transforms"),
         )
 
     def use_data(self, overrides: list[str] | tuple[str, ...]) -> None:

@@ -28,7 +28,8 @@ import yaml
 from analysis.config import apply_override, config_from_dict, load_config
 from analysis.errors import CollabError
 from analysis.methods import METHODS
-from analysis.runs.layout import inside, write_json
+from analysis.runs.claim import read_manifest
+from analysis.runs.layout import checkpoint_path, inside, write_json
 
 PLAN = "sweep.json"
 RUNS = "runs"
@@ -234,6 +235,25 @@ def read_plan(out: str | Path) -> SweepPlan:
         ) from None
     except (ValueError, KeyError, TypeError):
         raise CollabError(f"{path} is unreadable; rerun the sweep into a new --out") from None
+
+
+def drop_resume_state(out: str | Path) -> int:
+    """Delete ``checkpoints/last.safetensors`` of every *complete* run of the sweep in ``out``
+    and return the bytes freed.
+
+    A finished run never resumes (a rerun of the sweep skips it), so its resume state (weights,
+    optimizer momentum, a method's memory banks) is dead weight in a shipped sweep; ``best``
+    and the metrics stay. Unfinished runs keep theirs, so the sweep can still continue.
+    """
+    plan, freed = read_plan(out), 0
+    for cell in plan.cells():
+        for seed in plan.seeds:
+            path = run_path(Path(out), cell, seed)
+            last = checkpoint_path(path, "last")
+            if last.is_file() and (read_manifest(path) or {}).get("status") == "complete":
+                freed += last.stat().st_size
+                last.unlink()
+    return freed
 
 
 def is_sweep(path: str | Path) -> bool:

@@ -1,4 +1,8 @@
-"""Callbacks: hooks into the training loop (checkpoints and metrics are the loop's own)."""
+"""Callbacks: hooks into the training loop (checkpoints and metrics are the loop's own).
+
+Under torchrun every rank calls its callbacks; ``trainer.dist.is_main`` is true on the one rank
+that writes the run folder (rank 0), so a callback that writes files checks it first.
+"""
 
 from __future__ import annotations
 
@@ -14,3 +18,6 @@ class Callback:
     def on_step_end(self, trainer: Trainer, *, epoch: int, step: int) -> None: ...
 
     def on_epoch_end(self, trainer: Trainer, *, epoch: int, records: list[dict]) -> None: ...
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Training stopped: finished, failed or interrupted (release files, writers)."""

@@ -31,3 +31,15 @@ def score(record: dict[str, Any], metric: str) -> float:
         return float(record["ensemble_acc"])
     peers = [float(a) for a in record["peer_acc"]]
     return max(peers) if metric == "best_peer" else sum(peers) / len(peers)
+
+
+def selection_record(metric: str, data: Any, *, train: Any, val: Any | None) -> dict[str, Any]:
+    """The manifest's ``selection``: the split, metric, fraction, seed and sizes."""
+    return {
+        "split": "val" if val is not None else "none (the last epoch is best)",
+        "metric": metric,
+        "val_fraction": data.val_fraction,
+        "val_seed": data.val_seed,
+        "val_size": 0 if val is None else len(val),
+        "train_size": len(train),
+    }

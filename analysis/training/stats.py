@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -23,10 +24,20 @@ class EpochStats:
         self.peer_correct: torch.Tensor | None = None
         self.ens_loss = 0.0
         self.ens_correct = 0
+        self.parts: dict[str, torch.Tensor] = {}  # sample-weighted sums of the loss parts
 
     @torch.no_grad()
-    def update(self, out: CollabOutput, target: torch.Tensor, loss: torch.Tensor) -> None:
+    def update(
+        self,
+        out: CollabOutput,
+        target: torch.Tensor,
+        loss: torch.Tensor,
+        parts: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         b = target.shape[0]
+        for name, value in (parts or {}).items():  # summed where they are: no extra device sync
+            value = value.detach().float() * b
+            self.parts[name] = self.parts[name] + value if name in self.parts else value
         ce = peer_cross_entropy(out.peer_logits, target).double().cpu() * b
         correct = (out.peer_logits.argmax(dim=-1) == target).sum(dim=1).cpu()
         self.peer_loss = ce if self.peer_loss is None else self.peer_loss + ce
@@ -51,6 +62,41 @@ class EpochStats:
             "samples": self.n,
         }
 
+    def part_means(self) -> dict[str, list[float]]:
+        """Epoch means of the method's loss parts, each as a flat list (one value per peer)."""
+        n = max(self.n, 1)
+        return {
+            k: [float(x) / n for x in v.cpu().double().flatten()] for k, v in self.parts.items()
+        }
+
+    def all_reduce(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Sum every count over the processes of a distributed run: ``reduce`` sums a float64
+        vector in place over the ranks (the same layout on each, as they run the same code)."""
+        if self.peer_loss is None:
+            return
+        names = sorted(self.parts)
+        flat = torch.cat(
+            [
+                torch.tensor(
+                    [self.n, self.loss, self.ens_loss, self.ens_correct], dtype=torch.float64
+                ),
+                self.peer_loss.double(),
+                self.peer_correct.double(),
+                *(self.parts[k].detach().cpu().double().flatten() for k in names),
+            ]
+        )
+        flat = reduce(flat)
+        k = len(self.peer_loss)
+        self.n, self.ens_correct = int(flat[0]), int(flat[3])
+        self.loss, self.ens_loss = float(flat[1]), float(flat[2])
+        self.peer_loss = flat[4 : 4 + k].clone()
+        self.peer_correct = flat[4 + k : 4 + 2 * k].round().long()
+        at = 4 + 2 * k
+        for name in names:
+            size = self.parts[name].numel()
+            self.parts[name] = flat[at : at + size].view_as(self.parts[name]).clone()
+            at += size
+
     @property
     def running_acc(self) -> float:
         return self.ens_correct / max(self.n, 1)
@@ -59,22 +105,31 @@ class EpochStats:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader | Iterable,
     *,
     method: Method | None = None,
     device: torch.device,
     epoch: float = 0.0,
+    forward: Callable[[nn.Module, torch.Tensor], CollabOutput] | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Per-peer and ensemble loss/accuracy of ``model`` over ``loader`` (restores train mode)."""
+    """Per-peer and ensemble loss/accuracy of ``model`` over ``loader`` (restores train mode).
+
+    ``forward(model, x)`` replaces ``model(x)`` (the trainer's mixed precision and memory
+    format); ``reduce`` sums the counts over the ranks of a distributed run, each of which
+    evaluated its own share of the split (see :meth:`EpochStats.all_reduce`).
+    """
     was_training = model.training
     model.eval()
     stats = EpochStats()
     try:
         for x, y in loader:
             x, y = x.to(device), y.to(device)
-            out = model(x)
+            out = model(x) if forward is None else forward(model, x)
             loss = method.loss(out, y, epoch=epoch)[0] if method is not None else torch.zeros(())
             stats.update(out, y, loss)
     finally:
         model.train(was_training)
+    if reduce is not None:
+        stats.all_reduce(reduce)
     return stats.summary()

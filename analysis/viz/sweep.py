@@ -1,14 +1,25 @@
-"""Figures and tables of a sweep summary: mean ± sd per cell, and a forest plot of the paired
-differences to the control with their 95% intervals."""
+"""Figures and tables of a sweep summary: mean ± sd per cell, a forest plot of the paired
+differences to the control with their 95% intervals, the papers' claims checked; and the files
+``collab sweep`` leaves in the sweep folder (:func:`write_sweep_summary`)."""
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import plotly.graph_objects as go
 
-from analysis.probes.sweep_summary import LABELS, METRICS, SweepSummary
-from analysis.viz.report import Section
+from analysis.probes.sweep_claims import ClaimCheck, check_claims, plain_verdicts
+from analysis.probes.sweep_summary import (
+    LABELS,
+    METRICS,
+    SweepSummary,
+    summary_rows,
+    sweep_summary,
+)
+from analysis.viz.markdown import markdown_table
+from analysis.viz.report import Section, write_report
 
 NOT_SHOWN = "not shown by these seeds"
 
@@ -73,6 +84,24 @@ def forest_plot(summary: SweepSummary, metric: str = "ensemble_acc") -> go.Figur
     return fig
 
 
+def claims_table(checks: list[ClaimCheck]) -> list[dict[str, str]]:
+    """One row per claim check: the claim, what was compared, the verdict and its intervals."""
+    return [
+        {
+            "claim": c.claim,
+            "compared": c.subject,
+            "verdict": c.verdict,
+            "95% intervals (points)": "; ".join(
+                f"{LABELS[d.metric]} {_pct(d.mean)} [{_pct(d.low)}, {_pct(d.high)}]"
+                for d in c.evidence
+            )
+            or "–",
+            "note": c.note,
+        }
+        for c in checks
+    ]
+
+
 def sweep_sections(summary: SweepSummary) -> list[Section]:
     """The sweep report: the cell table, the differences, a forest plot per metric."""
     text = (
@@ -90,4 +119,49 @@ def sweep_sections(summary: SweepSummary) -> list[Section]:
                 forest_plot(summary, m) for m in ("ensemble_acc", "best_peer_acc", "agreement")
             ],
         ),
+        Section(
+            "The papers' claims at this scale",
+            "Each verdict is read off the 95% intervals above (supported: every interval above 0; "
+            "contradicted: one below 0).",
+            table=claims_table(check_claims(summary)),
+        ),
     ]
+
+
+def sweep_markdown(summary: SweepSummary, metric: str = "ensemble_acc") -> str:
+    """The sweep as Markdown (``summary.md``): the cell table, the paired differences of
+    ``metric`` to the control, and the papers' claims in plain sentences."""
+    diffs = [r for r in difference_table(summary) if r["metric"] == LABELS[metric]]
+    claims = "\n".join(f"- {line}" for line in plain_verdicts(check_claims(summary)))
+    return (
+        f"{markdown_table(cell_table(summary))}\n"
+        f"Paired differences to `{summary.control}`, {LABELS[metric]} (95% t intervals):\n\n"
+        f"{markdown_table(diffs)}\n"
+        f"The papers' claims at this scale:\n\n{claims}\n"
+    )
+
+
+def write_sweep_summary(out: str | Path, *, control: str | None = None) -> SweepSummary:
+    """Summarise the sweep in ``out`` and write ``summary.csv`` (one row per cell),
+    ``differences.csv`` (one row per cell and metric), ``summary.md`` (:func:`sweep_markdown`)
+    and ``summary.html`` into it.
+
+    Args:
+        out: the sweep folder.
+        control: ``KEY=VALUE`` of the control cell (default: see
+            :func:`~analysis.probes.sweep_summary.control_cell`).
+
+    Returns:
+        The :class:`SweepSummary` written (its ``missing`` lists unfinished runs).
+    """
+    out = Path(out)
+    summary = sweep_summary(out, control=control)
+    for name, rows in zip(("summary.csv", "differences.csv"), summary_rows(summary)):
+        if rows:
+            with open(out / name, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    (out / "summary.md").write_text(sweep_markdown(summary))
+    write_report(out / "summary.html", f"CollabLens sweep: {out.name}", sweep_sections(summary))
+    return summary

@@ -29,6 +29,13 @@ def test_preset_and_overrides():
         ("optim.name=rmsprop", "'optim.name'"),
         ("data.augment=maybe", "'data.augment'"),
         ("train.epochs=0", "'train.epochs'"),
+        ("train.precision=fp8", "choose one of: fp32, bf16, fp16"),
+        ("train.deterministic=maybe", "choose one of: true, false, auto"),
+        ("data.pin_memory=3", "'data.pin_memory'"),
+        ("data.persistent_workers=true", "data.num_workers is at least 1"),
+        ("train.peer_devices=[gpu,cpu,cpu]", "'train.peer_devices'"),
+        ("train.peer_devices=[cpu]", "lists 1 devices for 3 peers"),
+        ("train.sync_bn=often", "'train.sync_bn'"),
     ],
 )
 def test_bad_keys_and_values_are_named(override, named):

@@ -163,7 +163,13 @@ def _data(
     """The dataset with the input normalisation the networks were trained with, and its origin."""
     d = config.data
     bundle = build_dataset(
-        d.name, root=d.root, download=d.download, image_size=d.image_size, seed=config.train.seed
+        d.name,
+        root=d.root,
+        download=d.download,
+        image_size=d.image_size,
+        seed=config.train.seed,
+        transforms=d.transforms,
+        eval_transforms=d.eval_transforms,
     )
     stored = {f.normalization for f in files if f.normalization is not None}
     if "mean" in options or "std" in options:

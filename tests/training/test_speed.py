@@ -1,0 +1,141 @@
+"""Speed switches: mixed precision, channels-last, torch.compile, determinism, data loading."""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from analysis.config import load_config
+from analysis.methods import METHODS
+from analysis.models import CollabOutput
+from analysis.runs import load_run, read_metrics, read_tensors
+from analysis.training import Trainer
+from analysis.training.precision import Precision, extra_state, restore_extra_state
+from analysis.training.speed import configure_determinism, to_channels_last
+from tests.conftest import DML_PRESET, REPO, TINY
+
+FEW_STEPS = (
+    "train.epochs=1",
+    "train.max_steps_per_epoch=2",
+    "data.batch_size=16",
+    "train.threads=1",
+)
+
+
+def same_weights(a, b, prefix="model."):
+    a, b = load_file(str(a)), load_file(str(b))
+    keys = [k for k in a if k.startswith(prefix)]
+    return keys == [k for k in b if k.startswith(prefix)] and all(
+        torch.equal(a[k], b[k]) for k in keys
+    )
+
+
+@pytest.mark.parametrize("method", METHODS.list())
+def test_bf16_autocast_trains_every_method_with_finite_losses(method, tmp_path):
+    preset = REPO / "configs" / f"{method}_digits.yaml"
+    config = load_config(preset, [*FEW_STEPS, "train.precision=bf16", "train.channels_last=true"])
+    run = Trainer(config, tmp_path / method, progress=False).fit()
+    for record in read_metrics(run):
+        values = [record["loss"], record["ensemble_loss"], *record["peer_loss"]]
+        assert all(math.isfinite(v) for v in values), record
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"] == "bf16"
+    weights = load_file(str(run / "checkpoints" / "last.safetensors"))
+    assert all(t.dtype != torch.bfloat16 for t in weights.values())  # parameters stay float32
+    load_run(run)  # channels-last weights load into a plain model
+
+
+def test_losses_see_float32_outputs_under_autocast():
+    precision = Precision("bf16", torch.device("cpu"))
+    layer = torch.nn.Linear(4, 3)
+    with precision.autocast():
+        logits = layer(torch.randn(2, 5, 4))
+    assert logits.dtype == torch.bfloat16
+    out = precision.float32(CollabOutput(logits, logits.mean(0), {"emb": [logits]}))
+    assert out.peer_logits.dtype == out.ensemble_logits.dtype == torch.float32
+    assert out.extras["emb"][0].dtype == torch.float32
+    fp32 = Precision("fp32", torch.device("cpu"))
+    same = CollabOutput(torch.zeros(2, 1, 3), torch.zeros(1, 3))
+    assert fp32.float32(same) is same and fp32.scaler is None
+
+
+def test_fp16_keeps_its_loss_scale_in_the_resume_state(tmp_path):
+    config = load_config(DML_PRESET, [*TINY, "train.epochs=1", "train.precision=fp16"])
+    run = Trainer(config, tmp_path / "fp16", progress=False).fit()
+    assert all(math.isfinite(m["loss"]) for m in read_metrics(run))
+    _, meta = read_tensors(run / "checkpoints" / "last.safetensors")
+    extra = yaml.safe_load(meta["extra"])
+    assert extra["amp"]["scale"] > 0 and "best_epoch" in extra
+    restored = Precision("fp16", torch.device("cpu"))
+    rest = restore_extra_state(extra, restored, torch.device("cpu"))
+    assert "amp" not in rest and rest["best_epoch"] == extra["best_epoch"]
+    assert restored.state_dict()["scale"] == extra["amp"]["scale"]
+    assert extra_state(Precision("fp32", torch.device("cpu")), torch.device("cpu")) == {}
+
+
+def test_channels_last_views_keep_their_shape():
+    x = torch.randn(3, 2, 4, 5, 5)
+    y = to_channels_last(x)
+    assert torch.equal(x, y) and y[1].is_contiguous(memory_format=torch.channels_last)
+    assert to_channels_last(x[0]).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_deterministic_auto_is_true_on_cpu_and_autotunes_on_cuda():
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    try:
+        assert configure_determinism("auto", torch.device("cuda")) is False
+        assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+        assert configure_determinism(True, torch.device("cuda")) is True
+        assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+        assert configure_determinism("auto", torch.device("cpu")) is True
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        torch.backends.cudnn.benchmark = before[1]
+
+
+def test_persistent_workers_see_every_epoch_exactly(tmp_path):
+    """Workers kept alive between epochs still build each epoch's own views: the run equals
+    one loaded in the main process (MCL-OKD also draws from the RNG that loaders seed from)."""
+    base = [*TINY, "train.epochs=2", "train.max_steps_per_epoch=2", "method.negatives=16"]
+    preset = REPO / "configs" / "mcl_okd_digits.yaml"
+    plain = Trainer(load_config(preset, base), tmp_path / "plain", progress=False).fit()
+    kept = [*base, "data.num_workers=2", "data.persistent_workers=true"]
+    workers = Trainer(load_config(preset, kept), tmp_path / "workers", progress=False).fit()
+    last = "checkpoints/last.safetensors"
+    assert same_weights(plain / last, workers / last, prefix="")
+    assert read_metrics(plain) == read_metrics(workers)
+
+
+def test_new_keys_stay_out_of_config_files_at_their_defaults():
+    default = load_config(DML_PRESET).to_dict()
+    assert "precision" not in default["train"] and "pin_memory" not in default["data"]
+    changed = load_config(DML_PRESET, ["train.compile=true", "train.peer_devices=[cpu,cpu,cpu]"])
+    assert changed.to_dict()["train"]["compile"] is True
+    assert changed.to_dict()["train"]["peer_devices"] == ["cpu", "cpu", "cpu"]
+
+
+@pytest.mark.slow
+def test_compiled_peers_train_and_checkpoint_under_their_own_names(tmp_path):
+    config = load_config(DML_PRESET, [*TINY, "train.epochs=1", "train.compile=true"])
+    run = Trainer(config, tmp_path / "compiled", progress=False).fit()
+    assert all(math.isfinite(m["loss"]) for m in read_metrics(run))
+    assert not any("_orig_mod" in k for k in load_file(str(run / "checkpoints/last.safetensors")))
+    load_run(run)
+
+
+def test_the_gpu_benchmark_says_it_needs_cuda_and_exits_cleanly_without_it():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_gpu.py"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "needs a CUDA GPU" in proc.stdout
