@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 def _resume_hint(args: argparse.Namespace) -> str:
     if args.command == "train" and getattr(args, "out", None):
         return f"checkpoints written so far are kept: resume with `collab train --out {args.out} --resume`"
+    if args.command == "search":
+        return "runs and the search log written so far are kept: rerun the same command to continue"
     return "checkpoints written so far are kept (resume with --resume)"
 
 
@@ -61,6 +63,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_overrides(p: argparse.ArgumentParser, help: str, metavar: str = "KEY=VALUE") -> None:
+    """The repeatable ``--set KEY=VALUE`` option of a subcommand (collected in ``overrides``)."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar=metavar, help=help
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="collab", description="Train and explore collaboratively learned networks."
@@ -79,14 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run folder to write (default: runs/<preset name>); it must be new or empty: "
         "training never writes into a folder holding other files or another run",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
-    )
+    _add_overrides(p, "override a config value, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -101,13 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder")
     p.add_argument("--checkpoint", default="best", help="best, last or epoch_NNN (default: best)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
+    _add_overrides(
+        p,
+        "where the run's data is on this machine, e.g. --set data.root=~/data (repeatable)",
         metavar="data.KEY=VALUE",
-        help="where the run's data is on this machine, e.g. --set data.root=~/data (repeatable)",
     )
     p.set_defaults(func=cmd_eval)
 
@@ -152,13 +151,9 @@ def _parser() -> argparse.ArgumentParser:
         "timm/NAME (optional where the files name it)",
     )
     p.add_argument("--out", required=True, help="run folder to write (new or empty)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config key (data.name=cifar100, data.root=DIR, model.options.KEY=...) or an "
+    _add_overrides(
+        p,
+        "a config key (data.name=cifar100, data.root=DIR, model.options.KEY=...) or an "
         "import key: entry=NAME (dict entry holding the weights), mean=[..], std=[..]",
     )
     p.set_defaults(func=cmd_import)
@@ -177,14 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", default="0,1,2", help="train.seed values, e.g. 0,1,2 (default)")
     p.add_argument("--out", required=True, help="sweep folder (new or empty, or this sweep's)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of the preset for every run (repeatable)",
-    )
+    _add_overrides(p, "override a value of the preset for every run (repeatable)")
     p.add_argument(
         "--control",
         metavar="KEY=VALUE",
@@ -193,6 +181,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "search", help="search per-stage widths under a parameter budget by widening a network"
+    )
+    p.add_argument("config", help="YAML preset of the narrow start network")
+    p.add_argument(
+        "--budget", required=True, help="most parameters (all peers), e.g. 50000, 50k or 1.2M"
+    )
+    p.add_argument("--out", required=True, help="search folder (new or empty, or this search's)")
+    p.add_argument("--step", type=_positive_int, default=8, help="planes added per proposal (8)")
+    p.add_argument(
+        "--epochs-per-step", type=_positive_int, default=1, help="epochs per proposal (1)"
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.1,
+        help="noise that lets copied units diverge, function still preserved (0.1; 0: copies "
+        "stay identical to their originals forever)",
+    )
+    _add_overrides(p, "override a value of the preset (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "reconstruct", help="a smaller network for a few classes, from class-wise parts"
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("--classes", required=True, help="class indices to keep, e.g. 0,3,7")
+    p.add_argument("--out", required=True, help="new run folder to write (new or empty)")
+    p.add_argument("--peer", type=int, default=0, help="peer to reconstruct (default: 0)")
+    p.add_argument("--checkpoint", default="best", help="best, last or epoch_NNN (default: best)")
+    p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("runs", help="list the runs under a root folder")
     p.add_argument(
@@ -351,6 +372,44 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"summary in {out / 'summary.csv'}, {out / 'summary.html'}"
     )
     return 0 if not summary.missing else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import shlex
+
+    from analysis.runs.search import parse_count, plan_search
+    from analysis.training.search import run_search
+
+    plan = plan_search(
+        args.config,
+        budget=parse_count(args.budget),
+        step=args.step,
+        epochs_per_step=args.epochs_per_step,
+        noise=args.noise,
+        overrides=args.overrides,
+    )
+    done = run_search(plan, args.out, progress=not args.no_progress)
+    print(
+        f"widths {done['widths']}: {done['params']:,} parameters, validation score "
+        f"{done['val_acc']:.4f} after {done['steps']} steps (log: {Path(args.out) / 'search.jsonl'})"
+    )
+    sets = " ".join(f"--set {shlex.quote(s)}" for s in [*args.overrides, done["set"]])
+    print(f"train it with: collab train {shlex.quote(args.config)} {sets}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from analysis.probes.reconstruct import parse_classes, reconstruct, summary
+
+    found = reconstruct(
+        args.run,
+        classes=parse_classes(args.classes),
+        out=args.out,
+        peer=args.peer,
+        checkpoint=args.checkpoint,
+    )
+    print(summary(found, args.out))
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -60,7 +60,7 @@ def run_picker() -> None:
 @st.cache_resource(show_spinner="Loading run…", max_entries=4)
 def _load_run(path: str, stamp: float) -> analysis.Run:
     del stamp  # only part of the cache key
-    return analysis.load_run(path, checkpoint=CHECKPOINT)
+    return analysis.load_run(path, checkpoint=CHECKPOINT, lazy_model=True)
 
 
 def _stamp(path: Path) -> float:
@@ -73,8 +73,13 @@ def run_key(run: analysis.Run) -> str:
     return f"{run.path}@{_stamp(run.path)}"
 
 
-def selected_run() -> analysis.Run | None:
-    """The run picked in the sidebar, or ``None`` after telling the user why there is none."""
+def selected_run(*, model: bool = True) -> analysis.Run | None:
+    """The run picked in the sidebar, or ``None`` after telling the user why there is none.
+
+    Args:
+        model: load its model now (a damaged checkpoint is reported here); a page that shows
+            only the config, manifest and metrics passes ``False`` and never waits for torch.
+    """
     root, runs = runs_root(), available_runs()
     if not root.is_dir():
         st.warning(
@@ -91,16 +96,26 @@ def selected_run() -> analysis.Run | None:
     if name not in runs:
         st.info("Pick a run in the sidebar.")
         return None
-    return load_named(name)
+    return load_named(name, model=model)
 
 
-def load_named(name: str) -> analysis.Run | None:
-    """The run called ``name`` under the runs root (cached), or ``None`` after an error line."""
+def load_named(name: str, *, model: bool = True) -> analysis.Run | None:
+    """The run called ``name`` under the runs root (cached), or ``None`` after an error line.
+
+    ``model``: see :func:`selected_run`.
+    """
     path = available_runs().get(name)
     if path is None:
         st.error(f"There is no run {name!r} under {runs_root()}; pick one of the listed runs.")
         return None
-    return guarded(lambda: _load_run(str(path), _stamp(path)), what=f"run {name}")
+
+    def load() -> analysis.Run:
+        run = _load_run(str(path), _stamp(path))
+        if model:
+            run.model  # noqa: B018 -- built once, then cached with the run
+        return run
+
+    return guarded(load, what=f"run {name}")
 
 
 def guarded(action, *, what: str):

@@ -23,6 +23,7 @@ page = st.navigation(
         st.Page(HERE / "views" / "similarity.py", title="Similarity"),
         st.Page(HERE / "views" / "vocabulary.py", title="Vocabulary"),
         st.Page(HERE / "views" / "localization.py", title="Localization"),
+        st.Page(HERE / "views" / "dissection.py", title="Dissection"),
         st.Page(HERE / "views" / "compare.py", title="Compare runs"),
     ]
 )

@@ -1,12 +1,15 @@
 """Streaming CKA vs the forward pass alone, and its peak memory at N and 4N (TARGETS.md).
 
     python benchmarks/bench_cka.py [--n 8000] [--batch 100] [--repeats 3] [--threads 2] [--no-memory]
+                                   [--work 12]
 
 Two ResNet-20 peers (10 layers each: conv1 and the nine block outputs) compare all 20 x 20
 layer pairs (the 100 cross-peer pairs plus the within-peer ones) over N 32x32 images. Time: the
 forward pass alone over the same data vs the full CKA probe, interleaved, medians; target
 ratio <= 1.25. Memory: the probe runs in a fresh process at N and at 4N and reports its peak
-RSS; target growth < 10% and peak < 1 GB.
+RSS; target growth < 10% and peak < 1 GB. Work (``--work B``): B batches, each run as a plain
+forward pass and as a forward pass with the probe's hooks and update, interleaved, timed as
+process CPU time with 1 thread: the probe's extra work, insensitive to other jobs on the machine.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from analysis.models import CollaborativeModel, create_model  # noqa: E402
-from analysis.probes.cka import cka_probe  # noqa: E402
+from analysis.probes.cka import CKAConsumer, cka_layers, cka_probe  # noqa: E402
+from analysis.probes.hooks import capture  # noqa: E402
+from analysis.probes.shared_pass import Batch  # noqa: E402
 from benchmarks.common import setup  # noqa: E402
 
 BANK = 256  # distinct base images; memory must not grow with N
@@ -117,6 +122,37 @@ def time_ratio(args: argparse.Namespace) -> None:
     )
 
 
+@torch.no_grad()
+def work_ratio(args: argparse.Namespace) -> None:
+    """CPU seconds per batch of the forward alone vs forward + CKA, 1 thread, interleaved."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # no OpenMP spin-waiting: CPU time is the work done
+    try:
+        model, layers = build_model()
+        consumer = CKAConsumer(*cka_layers(model, layers))
+        data = NoiseImages(args.batch)
+        x = torch.stack([data[i][0] for i in range(args.batch)])
+        plain, probe = [], []
+        for _ in range(args.work + 1):  # the first round warms up
+            start = time.process_time()
+            model(x)
+            plain.append(time.process_time() - start)
+            start = time.process_time()
+            with capture(model, consumer.layers) as acts:  # as the shared pass does
+                model(x)
+                consumer.update(acts, Batch(x, None, None, None))
+                acts.clear()
+            probe.append(time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    ratio = statistics.median(p / f for p, f in zip(probe[1:], plain[1:]))
+    print(
+        f"work per batch of {args.batch} (process CPU time, 1 thread, {args.work} batches): "
+        f"forward {1000 * statistics.median(plain[1:]):.0f} ms, forward + CKA "
+        f"{1000 * statistics.median(probe[1:]):.0f} ms; ratio {ratio:.3f}"
+    )
+
+
 def peak_rss_kb() -> int:
     """Peak resident set size of this process image in kB.
 
@@ -183,12 +219,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the N vs 4N memory runs")
     parser.add_argument("--no-time", action="store_true", help="skip the timing runs")
+    parser.add_argument("--work", type=int, default=0, help="batches for the CPU-work ratio")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     setup(args.threads)
     if args.memory_child is not None:
         memory_child(args.memory_child, args.batch)
         return
+    if args.work:
+        work_ratio(args)
     if not args.no_time:
         time_ratio(args)
     if not args.no_memory:

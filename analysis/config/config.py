@@ -42,6 +42,11 @@ class DataConfig:
     #: Evaluation images (validation, test, probes): a preset name (its evaluation steps, e.g.
     #: ``imagenet``: Resize 256 and CenterCrop 224) or a list of v2 steps; null: the preset's.
     eval_transforms: str | list[Any] | None = None
+    #: MixUp / CutMix of training batches: the Beta(alpha, alpha) parameter, 0 = off; with both
+    #: on each step picks one. Soft targets: methods independent, dml, divide_cotrain. See
+    #: analysis/data/mixing.py.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
 
 
 @dataclass
@@ -91,6 +96,10 @@ class TrainConfig:
     channels_last: bool = False
     #: ``torch.compile`` each peer (first steps are slow while it compiles).
     compile: bool = False
+    #: Run the K same-architecture peers (dml, independent, divide_cotrain; OD students of plain
+    #: ResNet blocks) as one grouped network (analysis.models.fused). Equal up to float rounding,
+    #: not bit for bit; slower on the CPU (benchmarks/bench_fused.py), meant for GPUs.
+    fuse_peers: bool = False
     #: Deterministic algorithms: ``auto`` is true on the CPU (bit-identical runs and resumes) and
     #: false on CUDA, where ``cudnn.benchmark`` picks the fastest kernels instead. A resume is
     #: exact whenever this is true.
@@ -130,11 +139,19 @@ class Config:
 #: ``config.yaml`` only when they differ from their defaults, so the configs (and sweep plans) of
 #: runs that leave them alone read exactly as before. Missing keys read back as the defaults.
 QUIET_KEYS = {
-    "data": ("pin_memory", "persistent_workers", "transforms", "eval_transforms"),
+    "data": (
+        "pin_memory",
+        "persistent_workers",
+        "transforms",
+        "eval_transforms",
+        "mixup_alpha",
+        "cutmix_alpha",
+    ),
     "train": (
         "precision",
         "channels_last",
         "compile",
+        "fuse_peers",
         "deterministic",
         "sync_bn",
         "peer_devices",
@@ -232,6 +249,8 @@ def _check_ranges(config: Config) -> None:
             "a list of devices such as [cpu, cpu] or [cuda:0, cuda:1], or []",
         ),
         ("data.val_fraction", 0 <= data.val_fraction < 1, "in [0, 1) (0.1 is usual)"),
+        ("data.mixup_alpha", data.mixup_alpha >= 0, "0 (off) or positive (0.2 is usual)"),
+        ("data.cutmix_alpha", data.cutmix_alpha >= 0, "0 (off) or positive (1.0 is usual)"),
         ("data.val_seed", data.val_seed >= 0, "0 or more"),
         ("optim.lr", math.isfinite(optim.lr) and optim.lr > 0, "a positive number"),
         ("optim.momentum", 0 <= optim.momentum < 1, "in [0, 1)"),

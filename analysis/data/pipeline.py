@@ -20,8 +20,8 @@ one-key mapping to its keyword arguments, e.g.::
 v2 transforms draw from torch's global generator, so each view runs inside
 ``torch.random.fork_rng`` seeded from the view's own generator (seeded by (seed, epoch, index,
 view)): views stay the same whatever the worker, rank or order, and the global stream is left
-as it was. Transforms that mix samples (MixUp, CutMix) act on batches and soft labels and are
-refused here.
+as it was. MixUp and CutMix act on whole batches: ``data.mixup_alpha`` / ``data.cutmix_alpha``
+(:mod:`analysis.data.mixing`), not steps of this list.
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def build_steps(spec: Sequence, *, key: str) -> list:
             )
         if name in _BATCH_ONLY:
             raise CollabError(
-                f"{key}: {name} mixes samples and labels of a batch, which the methods' losses "
-                "do not take; leave it out"
+                f"{key}: {name} mixes whole batches; set data.mixup_alpha or "
+                "data.cutmix_alpha instead"
             )
         try:
             steps.append(cls(**kwargs))

@@ -64,12 +64,16 @@ class Method:
             divided weight decay of divide-and-co-training).
         collective: reaches the other ranks of a distributed run (see :class:`Collective`);
             methods whose state must be global (memory banks) use it.
+        soft_targets: the loss reads the labels only through cross-entropy, so it also takes
+            (B, C) class probabilities (MixUp and CutMix, ``data.mixup_alpha`` /
+            ``data.cutmix_alpha``).
     """
 
     Options: type[MethodOptions] = MethodOptions
     per_peer_views: bool = False
     weight_decay_scale: float = 1.0
     collective: Collective = Collective()
+    soft_targets: bool = False
 
     def __init__(self, options: MethodOptions) -> None:
         self.options = options
@@ -141,7 +145,8 @@ class Method:
 
 
 def peer_cross_entropy(peer_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each peer: (K, B, C), (B,) -> (K,)."""
+    """Cross-entropy of each peer: (K, B, C), labels (B,) or class probabilities (B, C) -> (K,)."""
     k, b, c = peer_logits.shape
-    ce = F.cross_entropy(peer_logits.reshape(k * b, c), target.repeat(k), reduction="none")
+    target = target.repeat(k) if target.dim() == 1 else target.repeat(k, 1)
+    ce = F.cross_entropy(peer_logits.reshape(k * b, c), target, reduction="none")
     return ce.view(k, b).mean(dim=1)

@@ -98,6 +98,15 @@ class MemoryBank:
         pos = u + (u >= starts[target + 1][:, None]) * own[:, None]  # skip the own-class block
         return order[pos]
 
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Bank rows (B, K, S, D) of every branch's bank for row indices ``rows`` (B, S).
+
+        Batch-major, the order :func:`bank_nce` (``batch_major=True``) multiplies in: one
+        gather instead of a gather and a copy of ``vectors[:, rows]`` (K, B, S, D).
+        """
+        branch = torch.arange(self.vectors.shape[0], device=rows.device)
+        return self.vectors[branch[None, :, None], rows[:, None, :]]
+
     @torch.no_grad()
     def update(self, index: torch.Tensor, embeddings: torch.Tensor) -> None:
         """rows <- normalise(momentum·rows + (1 − momentum)·embeddings); embeddings (K, B, dim)."""
@@ -154,12 +163,16 @@ def distinct_draws(
     return torch.cat(out)
 
 
-def bank_nce(bank_rows: torch.Tensor, embeddings: torch.Tensor, *, tau: float) -> torch.Tensor:
+def bank_nce(
+    bank_rows: torch.Tensor, embeddings: torch.Tensor, *, tau: float, batch_major: bool = False
+) -> torch.Tensor:
     """NCE loss of every ordered branch pair (i ≠ j), summed: the MCL-OKD contrastive term.
 
     Args:
         bank_rows: (K, B, 1 + m, D) rows of bank i, the positive (the sample's own row) first,
-            then m other-class negatives; treated as constants.
+            then m other-class negatives; treated as constants. With ``batch_major`` they are
+            (B, K, 1 + m, D) instead (:meth:`MemoryBank.gather`), the order the score product
+            runs in: the same numbers, bit for bit, without a 4-D copy of the rows.
         embeddings: (K, B, D) embeddings of the batch.
         tau: temperature τ.
 
@@ -167,9 +180,14 @@ def bank_nce(bank_rows: torch.Tensor, embeddings: torch.Tensor, *, tau: float) -
     noise probability 1/N: loss_ij = −[Σ_b log P⁺/(P⁺ + m/N) + Σ_{b,n} log (m/N)/(P⁻ + m/N)] / B,
     where N cancels. Computed in log space.
     """
-    k, b, slots, _ = bank_rows.shape
+    if batch_major:
+        b, k, slots, _ = bank_rows.shape
+        equation = "bind,jbd->ijbn"
+    else:
+        k, b, slots, _ = bank_rows.shape
+        equation = "ibnd,jbd->ijbn"
     m = slots - 1
-    s = torch.einsum("ibnd,jbd->ijbn", bank_rows.detach(), embeddings) / tau  # (K, K, B, 1+m)
+    s = torch.einsum(equation, bank_rows.detach(), embeddings) / tau  # (K, K, B, 1+m)
     log_mean = torch.logsumexp(s.detach().flatten(2), dim=2) - math.log(b * slots)  # (K, K)
     log_noise = (math.log(m) + log_mean)[:, :, None]
     pos = -F.softplus(log_noise - s[..., 0])  # log P⁺/(P⁺ + m/N), (K, K, B)

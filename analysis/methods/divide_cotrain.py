@@ -100,6 +100,7 @@ class DivideCotrain(Method):
 
     Options = DivideCotrainOptions
     per_peer_views = True
+    soft_targets = True
 
     def build_model(self, model_cfg: Any, data: DataShape) -> CollaborativeModel:
         """Divide ``model_cfg.arch`` into ``model_cfg.peers`` small networks (see module doc)."""

@@ -31,6 +31,7 @@ class DML(Method):
     """
 
     Options = DMLOptions
+    soft_targets = True
 
     def loss(
         self,

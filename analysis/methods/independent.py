@@ -23,6 +23,7 @@ class Independent(Method):
     """
 
     Options = IndependentOptions
+    soft_targets = True
 
     def loss(
         self,

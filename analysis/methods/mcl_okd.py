@@ -157,8 +157,8 @@ class MCLOKD(Method):
         if negatives.shape[1] == 0:  # no other class known yet: nothing to contrast against
             loss = emb.new_zeros(())
         else:
-            rows = bank.vectors[:, torch.cat([index[:, None], negatives], dim=1)]  # (K, B, 1+m, D)
-            loss = bank_nce(rows, emb, tau=opts.nce_temperature)
+            rows = bank.gather(torch.cat([index[:, None], negatives], dim=1))  # (B, K, 1+m, D)
+            loss = bank_nce(rows, emb, tau=opts.nce_temperature, batch_major=True)
         bank.update(all_index, group.gather(emb.detach(), dim=1))
         return loss
 

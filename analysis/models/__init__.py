@@ -16,6 +16,7 @@ from analysis.models import (  # noqa: F401  (registration)
     dcl_nets,
     hcgnet,
     resnext,
+    surgery,
     tiny,
     tv_resnet,
     vgg,

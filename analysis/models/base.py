@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from analysis.errors import CollabError
+
 
 class StagedNet(nn.Module):
     """A classifier whose forward is ``fc(dropout(features(x)))`` over named stages.
@@ -70,6 +72,20 @@ class StagedNet(nn.Module):
 CIFAR_PROBE_LAYERS = ("conv1", "layer1", "layer2", "layer3")
 # (width multiplier, stride) of the three stages of a CIFAR ResNet (He et al. 2016, 4.2).
 CIFAR_STAGE_PLAN = ((1, 1), (2, 2), (4, 2))
+
+
+def stage_widths(widths: Sequence[int] | None, default: Sequence[int]) -> list[int]:
+    """The planes of the three stages: ``widths`` ([w1, w2, w3], each a positive integer) when
+    given, else ``default``; a one-line CollabError names a malformed ``widths``."""
+    if widths is None:
+        return list(default)
+    ok = isinstance(widths, (list, tuple)) and len(widths) == len(default)
+    if not ok or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise CollabError(
+            f"model option 'widths' must list {len(default)} positive integers, one per stage, "
+            f"got {widths!r}; e.g. widths=[16, 32, 64]"
+        )
+    return list(widths)
 
 
 def cifar_stem(in_chans: int, width: int) -> dict[str, nn.Module]:

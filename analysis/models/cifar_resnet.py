@@ -2,6 +2,7 @@
 
 Layout: 3x3 stem conv to ``width`` channels -> BN -> ReLU, three stages of planes
 ``width, 2*width, 4*width`` with strides 1, 2, 2 (no fourth stage), global average pool, fc.
+The option ``widths=[w1, w2, w3]`` sets the planes of each stage instead (stem ``w1``).
 A ResNet-d has (d - 2) / 6 basic blocks or (d - 2) / 9 bottleneck blocks per stage.
 
 Conventions (they fix the parameter counts the tests check):
@@ -43,6 +44,7 @@ from analysis.models.base import (
     cifar_stem,
     dc_init,
     pooled_classifier,
+    stage_widths,
 )
 from analysis.models.factory import MODELS, register_variant
 
@@ -163,6 +165,7 @@ def cifar_resnet_net(
     block: str = "basic",
     dropout: float = 0.0,
     dc_style: bool = False,
+    widths: list[int] | None = None,
 ) -> StagedNet:
     """Build a CIFAR ResNet-``depth``: (B, in_chans, H, W) -> (B, num_classes), H, W >= 8.
 
@@ -173,16 +176,20 @@ def cifar_resnet_net(
         dropout: dropout probability on the pooled features, before ``fc``.
         dc_style: build it as the D&C authors do (module doc); fixed by every registered name
             (False, ``dc_resnet``: True).
+        widths: per-stage planes ``[w1, w2, w3]`` instead of ``width, 2*width, 4*width``
+            (the stem has ``w1`` channels); None (default) keeps the ``width`` rule. Width
+            search (:mod:`analysis.models.widen`) writes this option.
     """
     n = blocks_per_stage(depth, block)
     if width < 1:
         raise CollabError(f"ResNet width must be a positive integer, got {width}; use e.g. 16")
+    planes = stage_widths(widths, [width * mult for mult, _ in CIFAR_STAGE_PLAN])
     block_cls = BasicBlock if block == "basic" else Bottleneck
-    features = cifar_stem(in_chans, width)
-    chans = width
-    for i, (mult, stride) in enumerate(CIFAR_STAGE_PLAN, start=1):
-        features[f"layer{i}"] = _stage(block_cls, chans, width * mult, n, stride, dc_style)
-        chans = width * mult * block_cls.expansion
+    features = cifar_stem(in_chans, planes[0])
+    chans = planes[0]
+    for i, ((_, stride), plane) in enumerate(zip(CIFAR_STAGE_PLAN, planes), start=1):
+        features[f"layer{i}"] = _stage(block_cls, chans, plane, n, stride, dc_style)
+        chans = plane * block_cls.expansion
     net = pooled_classifier(
         features,
         chans=chans,

@@ -12,6 +12,8 @@ width is divided by about √S, so each small network has about 1/S of the param
 * CIFAR WRN-d-k (``wrn``, ``wrnD_K``): ``widen -> int(max(k/√S + 0.4, 1))``, stem fixed at 16.
 * ResNeXt (``resnext29``): ``cardinality -> max(1, int(C / S))`` (their ``int(groups /
   split_factor)``), width per group kept.
+* Per-stage ``widths=[w1, w2, w3]`` (CIFAR ResNets and WRNs, e.g. from a width search): each
+  ``w -> ceil(w / √S)``, and ``width`` / ``widen`` are left alone (``widths`` overrides them).
 * Anything else (VGG, ImageNet ResNet-18) has no width to divide: S = 1 only.
 
 With ``authors=True`` (the default) the small networks are built as the D&C authors' code
@@ -117,6 +119,10 @@ def _large_network(arch: str, options: dict[str, Any], authors: bool) -> tuple[s
 def _divide_width_options(arch: str, options: dict[str, Any], split: int) -> tuple[str, dict, str]:
     """Apply the rule of ``arch``'s family; returns (arch, options, rule note)."""
     accepted = model_options(arch)
+    if options.get("widths") is not None and split > 1:  # per-stage planes: each ceil(w / √S)
+        large_widths = list(options["widths"])
+        small_widths = [divided_width(w, split) for w in large_widths]
+        return arch, {**options, "widths": small_widths}, f"widths {large_widths} -> {small_widths}"
     for key, rule in (
         ("widen", divided_widen),
         ("cardinality", divided_cardinality),

@@ -29,6 +29,7 @@ from analysis.models.base import (
     cifar_stem,
     dc_init,
     pooled_classifier,
+    stage_widths,
 )
 from analysis.models.cifar_resnet import shortcut
 from analysis.models.factory import register_variant
@@ -97,6 +98,7 @@ def wrn_net(
     dropout: float = 0.0,
     fc_dropout: float = 0.0,
     post_activation: bool = False,
+    widths: list[int] | None = None,
 ) -> StagedNet:
     """Build WRN-``depth``-``widen``: (B, in_chans, H, W) -> (B, num_classes).
 
@@ -107,13 +109,15 @@ def wrn_net(
         fc_dropout: dropout on the pooled features, before ``fc``.
         post_activation: the D&C authors' network (module doc) instead of the pre-activation
             one; fixed by the registered names (``dc_wrn``: True, the others False).
+        widths: per-stage planes ``[w1, w2, w3]`` instead of ``16k, 32k, 64k`` (the stem stays
+            at 16); None (default) keeps the ``widen`` rule.
     """
     if post_activation:
         features = cifar_stem(in_chans, 16)
     else:
         features = {"conv1": nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)}
     block = PostActWideBlock if post_activation else WideBlock
-    chans = _stages(features, block, depth=depth, widen=widen, dropout=dropout)
+    chans = _stages(features, block, depth=depth, widen=widen, dropout=dropout, widths=widths)
     if not post_activation:
         features.update({"bn": nn.BatchNorm2d(chans), "relu": nn.ReLU()})
     net = pooled_classifier(
@@ -127,7 +131,13 @@ def wrn_net(
 
 
 def _stages(
-    features: dict[str, nn.Module], block: type, *, depth: int, widen: int, dropout: float
+    features: dict[str, nn.Module],
+    block: type,
+    *,
+    depth: int,
+    widen: int,
+    dropout: float,
+    widths: list[int] | None,
 ) -> int:
     """Add ``layer1..3`` of ``block`` after a 16-channel stem; returns the output channels."""
     n, rest = divmod(depth - 4, 6)
@@ -138,14 +148,13 @@ def _stages(
         )
     if widen < 1:
         raise CollabError(f"Wide-ResNet widen must be a positive integer, got {widen}; use e.g. 4")
+    planes = stage_widths(widths, [unit * widen for unit, _ in WRN_STAGES])
     chans = 16
-    for i, (planes, stride) in enumerate(WRN_STAGES, start=1):
+    for i, ((_, stride), plane) in enumerate(zip(WRN_STAGES, planes), start=1):
         blocks = []
         for j in range(n):
-            blocks.append(
-                block(chans, planes * widen, stride=stride if j == 0 else 1, dropout=dropout)
-            )
-            chans = planes * widen
+            blocks.append(block(chans, plane, stride=stride if j == 0 else 1, dropout=dropout))
+            chans = plane
         features[f"layer{i}"] = nn.Sequential(*blocks)
     return chans
 

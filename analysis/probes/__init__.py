@@ -18,6 +18,7 @@ from analysis.probes import (  # noqa: F401
     peer_words,
     localization,
     cascade,
+    dissection,
 )
 
 # isort: on

@@ -27,14 +27,6 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from captum.attr import (
-    InputXGradient,
-    IntegratedGradients,
-    LayerGradCam,
-    NoiseTunnel,
-    Occlusion,
-    Saliency,
-)
 from torch import nn
 
 from analysis.errors import CollabError
@@ -49,28 +41,37 @@ log = logging.getLogger(__name__)
 ATTRIBUTIONS = Registry("attribution method")
 
 
+def _captum():
+    """``captum.attr``, imported on first use: it pulls in matplotlib and costs ~1 s at start-up."""
+    import captum.attr
+
+    return captum.attr
+
+
 @ATTRIBUTIONS.register("saliency")
 def _saliency(ctx, x, target, **options):
     x.requires_grad_()  # captum warns when it has to switch gradients on itself
-    return Saliency(ctx.peer).attribute(x, target=target, **options)
+    return _captum().Saliency(ctx.peer).attribute(x, target=target, **options)
 
 
 @ATTRIBUTIONS.register("integrated_gradients")
 def _integrated_gradients(ctx, x, target, **options):
     options.setdefault("n_steps", 32)
-    return IntegratedGradients(ctx.peer).attribute(x, target=target, **options)
+    return _captum().IntegratedGradients(ctx.peer).attribute(x, target=target, **options)
 
 
 @ATTRIBUTIONS.register("input_x_gradient")
 def _input_x_gradient(ctx, x, target, **options):
     x.requires_grad_()
-    return InputXGradient(ctx.peer).attribute(x, target=target, **options)
+    return _captum().InputXGradient(ctx.peer).attribute(x, target=target, **options)
 
 
 @ATTRIBUTIONS.register("smoothgrad")
 def _smoothgrad(ctx, x, target, **options):
     options = {"nt_type": "smoothgrad", "nt_samples": 16, "stdevs": 0.1, **options}
-    return NoiseTunnel(Saliency(ctx.peer)).attribute(x, target=target, **options)
+    return (
+        _captum().NoiseTunnel(_captum().Saliency(ctx.peer)).attribute(x, target=target, **options)
+    )
 
 
 @ATTRIBUTIONS.register("occlusion")
@@ -82,7 +83,7 @@ def _occlusion(ctx, x, target, *, window: int | None = None, stride: int | None 
     options.setdefault("sliding_window_shapes", (chans, window, window))
     options.setdefault("strides", (chans, stride, stride))
     options.setdefault("perturbations_per_eval", 16)
-    raw = Occlusion(ctx.peer).attribute(x, target=target, **options)
+    raw = _captum().Occlusion(ctx.peer).attribute(x, target=target, **options)
     # A window spanning every channel gives each channel the same drop: keep it once, so the
     # channel sum below is the drop itself rather than C times it.
     spans_channels = options["sliding_window_shapes"][0] == chans
@@ -100,7 +101,7 @@ def _grad_cam(ctx, x, target, *, layer: str | nn.Module | None = None, **options
         layer = paths[-1]
     module = resolve(ctx.model, [layer])[layer] if isinstance(layer, str) else layer
     options.setdefault("relu_attributions", True)
-    return LayerGradCam(ctx.peer, module).attribute(x, target=target, **options)
+    return _captum().LayerGradCam(ctx.peer, module).attribute(x, target=target, **options)
 
 
 def _reduce(raw: torch.Tensor, size: tuple[int, int], *, absolute: bool) -> torch.Tensor:

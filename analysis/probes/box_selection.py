@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
-from torchvision.ops import box_iou
 
 from analysis.errors import CollabError
 from analysis.models.receptive_field import ReceptiveField
@@ -17,6 +16,8 @@ TOP_K, IOU_THRESHOLD = 4, 0.3
 @lru_cache(maxsize=64)
 def _geometry(field: ReceptiveField, h: int, w: int, height: int, width: int):
     """(h*w, 4) clipped boxes of all positions and their (h*w, h*w) IoU matrix."""
+    from torchvision.ops import box_iou  # importing torchvision costs ~1 s: only when used
+
     rows = torch.arange(h).repeat_interleave(w)
     cols = torch.arange(w).repeat(h)
     y0 = field.offset + field.stride * rows

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from analysis.errors import CollabError
 from analysis.probes.model_state import eval_mode
@@ -36,6 +35,8 @@ def crop_patches(images: torch.Tensor, boxes: torch.Tensor, *, size: int) -> tor
         (B, k, C, size, size); a box of exactly ``size`` pixels is copied pixel for pixel,
         missing boxes give zeros.
     """
+    from torchvision.ops import roi_align  # importing torchvision costs ~1 s: only when used
+
     b, k = boxes.shape[:2]
     rois = torch.cat(
         [torch.arange(b).repeat_interleave(k)[:, None].to(images), boxes.reshape(-1, 4).to(images)],

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from analysis.errors import CollabError
@@ -79,6 +78,8 @@ def match_filters(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch
         ``perm[i]`` of ``b``, and (out,) float64 cosine similarities of the matched filters
         (when the counts differ, only the min(out_a, out_b) matched rows are returned).
     """
+    from scipy.optimize import linear_sum_assignment  # SciPy loads in ~0.5 s: only when used
+
     cos = filter_cosine(a, b)
     rows, cols = linear_sum_assignment(cos.numpy(), maximize=True)
     rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)

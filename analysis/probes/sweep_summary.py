@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from scipy import stats
 
 from analysis.errors import CollabError
 from analysis.probes.suite import compute
@@ -148,6 +147,8 @@ def _mean_sd(xs: list[float]) -> tuple[float, float]:
 
 def paired_difference(cell: str, metric: str, diffs: dict[int, float]) -> Difference:
     """Mean, sd and 95% t interval of per-seed differences ``diffs`` (seed -> value)."""
+    from scipy import stats  # SciPy loads in ~0.5 s: only when used
+
     seeds = sorted(diffs)
     mean, sd = _mean_sd([diffs[s] for s in seeds])
     n = len(seeds)

@@ -1,4 +1,8 @@
-"""A loaded run folder: ``load_run`` is the only way a trained model is loaded."""
+"""A loaded run folder: ``load_run`` is the only way a trained model is loaded.
+
+Reading a run's config, manifest and metrics needs no torch: the modules that build its model
+and data are imported when first needed, so an app page that shows only metadata stays light.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from torch import nn
-from torch.utils.data import Dataset
 
-from analysis.config import apply_override, config_from_dict
-from analysis.data import build_dataset
 from analysis.errors import CollabError
-from analysis.methods import create_method
-from analysis.runs.checkpoint import load_weights
 from analysis.runs.layout import (
     CHECKPOINTS,
     CONFIG,
@@ -29,17 +27,30 @@ from analysis.runs.layout import (
 )
 from analysis.runs.legacy import restore_defaults
 
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.data import Dataset
+
 
 @dataclass
 class Run:
-    """A loaded run: its config, manifest, metrics and model (eval mode, CPU)."""
+    """A loaded run: its config, manifest, metrics and model (eval mode, CPU).
+
+    ``model`` is built on first use when the run was loaded with ``lazy_model=True``.
+    """
 
     path: Path
     config: dict[str, Any]
     manifest: dict[str, Any]
-    model: nn.Module
     checkpoint: str
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    built: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> nn.Module:
+        if self.built is None:
+            self.built = build_run_model(self.config, self.manifest, self.path, self.checkpoint)
+        return self.built
 
     @property
     def name(self) -> str:
@@ -52,8 +63,11 @@ class Run:
     @cached_property
     def data(self):
         """The run's dataset bundle (built on first use; may need the dataset root)."""
+        from analysis.data import build_dataset
+        from analysis.data.subset import restrict_classes
+
         cfg = self.config["data"]
-        return build_dataset(
+        bundle = build_dataset(
             cfg["name"],
             root=cfg.get("root"),
             download=False,
@@ -62,10 +76,14 @@ class Run:
             transforms=cfg.get("transforms"),
             eval_transforms=cfg.get("eval_transforms"),
         )
+        classes = self.manifest["data"].get("classes")  # a reconstructed run's class subset
+        return bundle if classes is None else restrict_classes(bundle, classes)
 
     def use_data(self, overrides: list[str] | tuple[str, ...]) -> None:
         """Point the run at its data on this machine: ``data.KEY=VALUE`` overrides (e.g.
         ``data.root=~/data``) of the recorded config, before the dataset is first built."""
+        from analysis.config import apply_override, config_from_dict
+
         for assignment in overrides:
             if not assignment.startswith("data."):
                 raise CollabError(
@@ -97,6 +115,10 @@ class Run:
 def build_run_model(
     config: dict[str, Any], manifest: dict[str, Any], run_dir: Path, name: str
 ) -> nn.Module:
+    from analysis.config import config_from_dict
+    from analysis.methods import create_method
+    from analysis.runs.checkpoint import load_weights
+
     cfg = config_from_dict(restore_defaults(config, manifest))
     model = create_method(cfg.method).build_model(cfg.model, SimpleNamespace(**manifest["data"]))
     load_weights(model, checkpoint_path(run_dir, name))
@@ -106,8 +128,12 @@ def build_run_model(
 CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def load_run(path: str | Path, checkpoint: str = "best") -> Run:
-    """Load a run folder; ``checkpoint`` is ``best``, ``last`` or ``epoch_NNN``."""
+def load_run(path: str | Path, checkpoint: str = "best", *, lazy_model: bool = False) -> Run:
+    """Load a run folder; ``checkpoint`` is ``best``, ``last`` or ``epoch_NNN``.
+
+    With ``lazy_model`` the model (and torch) is loaded on the first read of ``run.model``, and
+    a damaged checkpoint is reported then; by default it is loaded, and checked, here.
+    """
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise CollabError(f"run folder {path} does not exist; list runs with `collab runs`")
@@ -137,12 +163,8 @@ def load_run(path: str | Path, checkpoint: str = "best") -> Run:
             f"{path} has no trained model yet (status {status}); resume it with "
             f"`collab train --out {path} --resume`"
         )
-    model = build_run_model(config, manifest, path, checkpoint)
-    return Run(
-        path=path,
-        config=config,
-        manifest=manifest,
-        model=model,
-        checkpoint=checkpoint,
-        metrics=read_metrics(path),
-    )
+    run = Run(path=path, config=config, manifest=manifest, checkpoint=checkpoint)
+    if not lazy_model:
+        run.model  # noqa: B018 -- build it now: load_run reports a damaged checkpoint
+    run.metrics = read_metrics(path)
+    return run

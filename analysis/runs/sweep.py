@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from analysis.config import apply_override, config_from_dict, load_config
 from analysis.errors import CollabError
 from analysis.methods import METHODS
 from analysis.runs.claim import read_manifest
-from analysis.runs.layout import checkpoint_path, inside, write_json
+from analysis.runs.layout import checkpoint_path, inside
+from analysis.runs.plan_folder import claim_plan_folder, read_plan_file
 
 PLAN = "sweep.json"
 RUNS = "runs"
@@ -205,36 +205,19 @@ def run_path(out: Path, cell: tuple[str, ...], seed: int) -> Path:
 
 def claim_sweep(out: Path, plan: SweepPlan) -> None:
     """Write the plan, or check that ``out`` already holds this very plan."""
-    out = Path(out)
-    path = out / PLAN
-    if path.is_file():
-        try:
-            held = SweepPlan.from_json(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError):
-            raise CollabError(f"{path} is unreadable; choose a new --out for the sweep") from None
-        if held != SweepPlan.from_json(plan.to_json()):
-            raise CollabError(
-                f"{out} holds a different sweep (its {PLAN} differs); rerun it with the same "
-                "preset, grid, seeds and --set, or choose a new --out"
-            )
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CollabError(f"{out} is not empty and holds no sweep; choose a new or empty --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, plan.to_json())
+    claim_plan_folder(
+        out, PLAN, plan.to_json(), kind="sweep", parse=SweepPlan.from_json, same=_SAME
+    )
+
+
+_SAME = "preset, grid, seeds and --set"
 
 
 def read_plan(out: str | Path) -> SweepPlan:
     """The plan of the sweep in ``out`` (a one-line error when there is none)."""
-    path = Path(out) / PLAN
-    try:
-        return SweepPlan.from_json(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise CollabError(
-            f"{out} holds no sweep ({PLAN} is missing); run `collab sweep` first"
-        ) from None
-    except (ValueError, KeyError, TypeError):
-        raise CollabError(f"{path} is unreadable; rerun the sweep into a new --out") from None
+    return read_plan_file(
+        out, PLAN, kind="sweep", parse=SweepPlan.from_json, missing="; run `collab sweep` first"
+    )
 
 
 def drop_resume_state(out: str | Path) -> int:

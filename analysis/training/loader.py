@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from analysis.config import Config, DataConfig
 from analysis.data import MultiView
+from analysis.data.mixing import BatchMix
+from analysis.errors import CollabError
 
 
 class EpochItems(Dataset):
@@ -142,3 +144,19 @@ def build_loaders(
             loader = DataLoader(mine, batch_size=data.eval_batch_size, **workers)
             evals[split] = (loader, dist.sum if mine is not part else None)
     return batches, train, evals
+
+
+def batch_mix(data: DataConfig, method: Any, num_classes: int) -> BatchMix | None:
+    """The run's MixUp/CutMix (``data.mixup_alpha``, ``data.cutmix_alpha``), or None when both
+    are 0; a one-line error for a method whose loss cannot take soft targets."""
+    if not (data.mixup_alpha or data.cutmix_alpha):
+        return None
+    if not method.soft_targets:
+        raise CollabError(
+            f"data.mixup_alpha / data.cutmix_alpha need soft targets, which method "
+            f"{method.options.name!r} does not take; use independent, dml or divide_cotrain, or "
+            "set both to 0"
+        )
+    return BatchMix(
+        mixup_alpha=data.mixup_alpha, cutmix_alpha=data.cutmix_alpha, num_classes=num_classes
+    )

@@ -35,14 +35,15 @@ class EpochStats:
         parts: dict[str, torch.Tensor] | None = None,
     ) -> None:
         b = target.shape[0]
+        soft, target = target, (target.argmax(-1) if target.dim() == 2 else target)
         for name, value in (parts or {}).items():  # summed where they are: no extra device sync
             value = value.detach().float() * b
             self.parts[name] = self.parts[name] + value if name in self.parts else value
-        ce = peer_cross_entropy(out.peer_logits, target).double().cpu() * b
+        ce = peer_cross_entropy(out.peer_logits, soft).double().cpu() * b
         correct = (out.peer_logits.argmax(dim=-1) == target).sum(dim=1).cpu()
         self.peer_loss = ce if self.peer_loss is None else self.peer_loss + ce
         self.peer_correct = correct if self.peer_correct is None else self.peer_correct + correct
-        self.ens_loss += F.cross_entropy(out.ensemble_logits, target).item() * b
+        self.ens_loss += F.cross_entropy(out.ensemble_logits, soft).item() * b
         self.ens_correct += int((out.ensemble_logits.argmax(dim=-1) == target).sum())
         self.loss += float(loss) * b
         self.n += b

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections.abc import Sequence
@@ -18,11 +19,12 @@ from analysis.device import pick_device
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.models import CollabOutput
+from analysis.models.fused import fuse_peers
 from analysis.runs import Claim, load_resume
 from analysis.training.callbacks import Callback
 from analysis.training.distributed import Dist
 from analysis.training.folder import RunFolder
-from analysis.training.loader import build_loaders, epoch_iter, pin_memory
+from analysis.training.loader import batch_mix, build_loaders, epoch_iter, pin_memory
 from analysis.training.optim import build_optimizer, lr_at, set_lr
 from analysis.training.placement import place_peers
 from analysis.training.precision import Precision, extra_state, restore_extra_state
@@ -45,6 +47,10 @@ class Trainer:
 
     Under torchrun (see :mod:`analysis.training.distributed`) every rank runs this loop on its
     share of each global batch and rank 0 alone writes the run folder.
+
+    ``init_weights`` (a state dict of the built model) replaces the seeded initial weights of a
+    fresh run, e.g. a widened network in width search; a resumed run continues from its own
+    resume state instead.
     """
 
     def __init__(
@@ -54,8 +60,10 @@ class Trainer:
         *,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
+        init_weights: dict[str, torch.Tensor] | None = None,
     ):
         self.config = config
+        self.init_weights = init_weights
         self.out = Path(out_dir)
         self.dist = Dist.from_env()
         self.callbacks = list(callbacks)
@@ -81,6 +89,9 @@ class Trainer:
         finally:
             for cb in self.callbacks:
                 cb.on_fit_end(self)
+            if self.dist.active:  # DDP's reducer holds gloo work: free it before the group goes,
+                self.net = None  # not at interpreter exit, where gloo's threads can abort
+                gc.collect()
             self.dist.stop()
 
     def _fit(self, resume: bool) -> Path:
@@ -170,6 +181,8 @@ class Trainer:
             eval_transforms=cfg.data.eval_transforms,
         )
         model = self.method.build_model(cfg.model, data).to(self.device)
+        if self.init_weights is not None:
+            model.load_state_dict(self.init_weights)
         if placed:
             place_peers(model, cfg.train.peer_devices, home=self.device)
         if dist.active and cfg.train.sync_bn:
@@ -183,6 +196,13 @@ class Trainer:
         if cfg.train.compile:
             compile_peers(self.model)
         self.net = dist.wrap(self.model, device=self.device, placed=placed)
+        if cfg.train.fuse_peers:
+            if dist.active or placed or cfg.train.compile:
+                raise CollabError(
+                    "train.fuse_peers runs all peers as one network in one process; it cannot be "
+                    "combined with torchrun, train.peer_devices or train.compile: turn one off"
+                )
+            self.net = fuse_peers(self.model)  # training steps only; eval and checkpoints: model
         self.method.collective = dist.collective()
         train, val = split_validation(
             data.train, fraction=cfg.data.val_fraction, seed=cfg.data.val_seed
@@ -197,6 +217,7 @@ class Trainer:
             seed=cfg.train.seed,
             augment=(data.augment or augment_for(data.name)) if cfg.data.augment else None,
         )
+        self.mix = batch_mix(cfg.data, self.method, data.num_classes)
         self.pin = pin_memory(cfg.data, self.device)
         self.batches, self.train_loader, self.loaders = build_loaders(
             cfg, self.views, val, self.data.test, dist=dist, pin=self.pin
@@ -255,6 +276,8 @@ class Trainer:
                 epochs=cfg.train.epochs,
             )
             set_lr(self.optimizer, lr)
+            if self.mix is not None:  # soft targets (B, C); every view mixed with the same pairs
+                x, y = self.mix(x, y, seed=cfg.train.seed, epoch=epoch, step=step)
             if x.dim() == 5:  # per-peer views arrive (B, K, C, H, W); models take (K, B, C, H, W)
                 x = x.transpose(0, 1)
             x, y = x.to(self.device, non_blocking=self.pin), y.to(self.device)

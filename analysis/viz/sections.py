@@ -8,6 +8,7 @@ from typing import Any
 from analysis.probes.diversity_measures import MEASURES
 from analysis.viz.attributions import attribution_grid, deletion_figure
 from analysis.viz.curves import training_curves
+from analysis.viz.dissection import dissection_section
 from analysis.viz.diversity import (
     class_agreement_figure,
     diversity_heatmap,
@@ -174,6 +175,7 @@ SECTIONS: dict[str, Callable[[Any, Any], Section]] = {
     "diversity": _diversity,
     "cka": _cka,
     "kernels": _kernels,
+    "dissection": dissection_section,
     "dynamics": _dynamics,
     "attributions": _attributions,
 }

@@ -6,7 +6,7 @@ from analysis import viz
 from app import common
 
 st.title("Overview")
-run = common.selected_run()
+run = common.selected_run(model=False)  # metadata only: no torch, no model
 if run is None:
     st.stop()
 

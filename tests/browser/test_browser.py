@@ -12,26 +12,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, free_port, settled, wait_healthy
+
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("COLLAB_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # (navigation label, page title); the first is the default page.
 PAGES = [
     ("Overview", "Overview"),
@@ -49,26 +40,6 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen, *, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -122,16 +93,6 @@ def browser():
             chromium.close()
 
 
-def settled(page, title: str) -> None:
-    """Wait until ``title``'s page has finished running and drawn a chart."""
-    page.locator("h1", has_text=title).first.wait_for(timeout=TIMEOUT_MS)
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS
-    )
-    page.wait_for_selector(".js-plotly-plot", timeout=TIMEOUT_MS)
-    page.wait_for_selector('[data-testid="stSpinner"]', state="detached", timeout=TIMEOUT_MS)
-
-
 def problems(page) -> list[str]:
     """Text of every exception box and error alert on the page."""
     boxes = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
@@ -139,7 +100,7 @@ def problems(page) -> list[str]:
 
 
 def check_page(page, title: str, shot: str) -> None:
-    settled(page, title)
+    settled(page, title, timeout_ms=TIMEOUT_MS)
     assert page.locator(".js-plotly-plot").count() >= 1, f"{title}: no chart drawn"
     assert page.locator(".js-plotly-plot .main-svg").count() >= 1, f"{title}: plotly drew nothing"
     assert problems(page) == [], f"{title} shows errors: {problems(page)}"
@@ -178,7 +139,7 @@ def test_every_page_draws_its_charts_without_errors(app_url, browser):
         for label, title in PAGES:  # warm: every result is cached now
             begun = time.monotonic()
             open_page(page, label)
-            settled(page, title)
+            settled(page, title, timeout_ms=TIMEOUT_MS)
             timings[f"warm {label}_s"] = time.monotonic() - begun
             assert problems(page) == [], f"{title} shows errors on a second visit: {problems(page)}"
     finally:
@@ -191,7 +152,7 @@ def test_downloads_hold_the_figure_data_and_a_standalone_figure(app_url, browser
     page = browser.new_page(viewport=VIEWPORT)
     try:
         page.goto(f"{url}/similarity", timeout=TIMEOUT_MS)
-        settled(page, "Similarity")
+        settled(page, "Similarity", timeout_ms=TIMEOUT_MS)
         buttons = page.locator('[data-testid="stDownloadButton"] button')
         with page.expect_download(timeout=TIMEOUT_MS) as csv_download:
             buttons.filter(has_text="CSV").first.click()
@@ -220,7 +181,7 @@ def test_upload_garbage_then_an_image(app_url, browser):
     page = browser.new_page(viewport=VIEWPORT)
     try:
         page.goto(f"{url}/attributions", timeout=TIMEOUT_MS)
-        settled(page, "Attributions")
+        settled(page, "Attributions", timeout_ms=TIMEOUT_MS)
         page.get_by_text("upload", exact=True).click()
         upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
         upload.wait_for(state="attached", timeout=TIMEOUT_MS)
@@ -256,7 +217,7 @@ def test_upload_garbage_then_an_image(app_url, browser):
             raise AssertionError(
                 f"the error stayed after a good upload: {problems(page)}"
             ) from None
-        settled(page, "Attributions")
+        settled(page, "Attributions", timeout_ms=TIMEOUT_MS)
         assert page.locator(".js-plotly-plot").count() >= 2
         assert problems(page) == []
         page.screenshot(path=str(ARTIFACTS / "upload-image.png"))

@@ -57,7 +57,7 @@ def test_a_list_of_steps_with_arguments_and_autoaugment():
     ("spec", "message"),
     [
         (["NoSuchTransform"], "is not a torchvision.transforms.v2 transform"),
-        (["MixUp"], "mixes samples and labels"),
+        (["MixUp"], "set data.mixup_alpha or data.cutmix_alpha instead"),
         ([{"RandomCrop": {"bogus": 1}}], "is invalid"),
         ([{"RandomCrop": 3, "x": 1}], "one-key mapping"),
     ],

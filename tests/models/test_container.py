@@ -50,7 +50,12 @@ def test_variant_fixes_options_and_keeps_the_rest_inspectable() -> None:
 
 
 def test_registered_variants_keep_their_options() -> None:
-    assert model_options("resnet164") == {"width": 16, "block": "bottleneck", "dropout": 0.0}
+    assert model_options("resnet164") == {
+        "width": 16,
+        "block": "bottleneck",
+        "dropout": 0.0,
+        "widths": None,
+    }
     assert model_options("cheap_resnet8") == {
         "width": 16,
         "op": "shift",
@@ -58,7 +63,13 @@ def test_registered_variants_keep_their_options() -> None:
         "dropout": 0.0,
         "shift_layout": "modulo",  # the reference kernel; "grouped" is the former layout
     }
-    assert model_options("wrn") == {"depth": 16, "widen": 4, "dropout": 0.0, "fc_dropout": 0.0}
+    assert model_options("wrn") == {
+        "depth": 16,
+        "widen": 4,
+        "dropout": 0.0,
+        "fc_dropout": 0.0,
+        "widths": None,
+    }
     assert model_options("dcl_vgg8")["width"] == 64 and model_options("dcl_resnet8")["width"] == 16
     assert model_options("resnext29") == {
         "cardinality": 8,

@@ -113,7 +113,7 @@ def test_resnet110_naming_rule() -> None:
         bottleneck = create_model("resnet110_bottleneck", num_classes=100)
     assert count_parameters(basic) == 1_736_564
     assert count_parameters(bottleneck) == 1_170_868
-    assert model_options("resnet110_bottleneck") == {"width": 16, "dropout": 0.0}
+    assert model_options("resnet110_bottleneck") == {"width": 16, "dropout": 0.0, "widths": None}
     with pytest.raises(CollabError, match="no option 'block'"):
         create_divided("resnet110_basic", split=2, num_classes=10, block="bottleneck")
     with pytest.raises(ValueError, match="refused"):

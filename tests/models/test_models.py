@@ -173,7 +173,7 @@ def test_create_model_rejects_bad_options() -> None:
         create_model("resnet20", num_classes=10, block="wide")
     with pytest.raises(CollabError, match="num_classes"):
         create_model("test_cnn", num_classes=0)
-    assert model_options("wrn16_8") == {"dropout": 0.0, "fc_dropout": 0.0}
+    assert model_options("wrn16_8") == {"dropout": 0.0, "fc_dropout": 0.0, "widths": None}
 
 
 def test_dropout_options_are_used() -> None:

@@ -121,7 +121,7 @@ def test_a_killed_run_resumes_with_two_ranks_or_one(two_ranks, tmp_path):
 
 WORKER = textwrap.dedent(
     """
-    import copy
+    import copy, sys
     import torch, torch.distributed as dist, torch.nn.functional as F
     from torch import nn
     from analysis.methods import create_method
@@ -162,7 +162,7 @@ WORKER = textwrap.dedent(
         ranked.contrastive(emb[:, mine], target[mine], index=index[mine])
     assert torch.equal(alone.bank.vectors, ranked.bank.vectors), "bank rows"
     assert torch.equal(alone.bank.labels, ranked.bank.labels), "bank labels"
-    print("ok", rank)
+    sys.stdout.write(f"ok {rank}\\n")  # one write: the two ranks' lines cannot interleave
     dist.destroy_process_group()
     """
 )

@@ -139,3 +139,25 @@ def test_the_gpu_benchmark_says_it_needs_cuda_and_exits_cleanly_without_it():
         timeout=300,
     )
     assert proc.returncode == 0 and "needs a CUDA GPU" in proc.stdout
+
+
+def test_fused_peers_train_the_same_model_up_to_rounding(tmp_path):
+    """train.fuse_peers: the same checkpoint keys, weights equal within float rounding."""
+    sets = [*TINY, "model.arch=resnet8", "model.options={width: 4}", *FEW_STEPS]
+    plain = Trainer(load_config(DML_PRESET, sets), tmp_path / "a", progress=False).fit()
+    fused_config = load_config(DML_PRESET, [*sets, "train.fuse_peers=true"])
+    fused = Trainer(fused_config, tmp_path / "b", progress=False).fit()
+    a = load_file(str(plain / "checkpoints/last.safetensors"))
+    b = load_file(str(fused / "checkpoints/last.safetensors"))
+    weights = [k for k in a if k.startswith("model.")]
+    assert weights == [k for k in b if k.startswith("model.")]
+    assert max((a[k].double() - b[k].double()).abs().max().item() for k in weights) < 1e-4
+
+
+def test_fused_peers_refuse_what_they_cannot_combine_with(tmp_path):
+    from analysis.errors import CollabError
+
+    sets = [*TINY, "model.arch=resnet8", *FEW_STEPS, "train.fuse_peers=true", "train.compile=true"]
+    with pytest.raises(CollabError, match="train.fuse_peers runs all peers as one network"):
+        Trainer(load_config(DML_PRESET, sets), tmp_path / "c", progress=False).fit()
+    assert not (tmp_path / "c").exists()

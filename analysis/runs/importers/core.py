@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from analysis.data import DataBundle, build_dataset
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.models import MODELS, model_options
-from analysis.runs.checkpoint import file_digest, save_weights
+from analysis.runs.checkpoint import file_digest
+from analysis.runs.finished import write_finished_run
 from analysis.runs.importers.advice import advice
 from analysis.runs.importers.base import (
     IMPORTERS,
@@ -32,15 +32,6 @@ from analysis.runs.importers.base import (
     SourceFile,
 )
 from analysis.runs.importers.keymap import KeyMap, Mapped, apply_keymap
-from analysis.runs.layout import (
-    CONFIG,
-    MANIFEST,
-    METRICS,
-    checkpoint_path,
-    write_config,
-    write_json,
-)
-from analysis.runs.manifest import build_manifest
 from analysis.runs.run import Run, load_run
 
 SECTIONS = ("data", "model", "method", "optim", "schedule", "train")
@@ -108,7 +99,14 @@ def import_checkpoints(
     full.update(mapped.state)
     model.load_state_dict(full)
     record = _provenance(src, files, keymap, mapped, data, norm_from)
-    _write(out, config, data, model, record)
+    write_finished_run(
+        out,
+        config,
+        data,
+        model,
+        weights_meta={"imported_from": record["source"]},
+        provenance=record,
+    )
     return load_run(out)
 
 
@@ -261,26 +259,3 @@ def _provenance(
         },
         "normalization": {"mean": list(data.mean), "std": list(data.std), "from": norm_from},
     }
-
-
-def _write(out: Path, config: Config, data: DataBundle, model: nn.Module, record: dict) -> None:
-    """Write the run folder; on any failure remove what was written (the folder was empty)."""
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        write_config(out, config.to_dict())
-        (out / METRICS).write_text("")
-        for name in ("best", "last"):
-            save_weights(checkpoint_path(out, name), model, {"imported_from": record["source"]})
-        manifest = build_manifest(
-            config, data, model, status="complete", epochs=0, provenance=record
-        )
-        write_json(out / MANIFEST, manifest)
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            for child in out.iterdir():
-                if child.name in (CONFIG, METRICS, MANIFEST, "checkpoints"):
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-        raise

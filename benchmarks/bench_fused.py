@@ -1,0 +1,149 @@
+"""Fused peers: K-peer step vs the sum of single-peer steps, unfused, fused and vmapped.
+
+    python benchmarks/bench_fused.py [--arch resnet20] [--peers 3] [--batch 64] [--method dml]
+                                     [--rounds 5] [--steps 2] [--threads 2]
+
+TARGETS.md: a K-peer training step (DML, 3 x ResNet-20, batch 64) at most 1.0x the sum of
+single-peer steps on the CPU, at most 0.6x on a GPU. Rows, each a full training step
+(forward, the method's loss, backward, SGD step) on the same peers and batch:
+
+* ``unfused``: the container's forward, one peer after another (the default);
+* ``fused``: :func:`analysis.models.fused.fuse_peers`, one grouped network (``train.fuse_peers``);
+* ``fused+CL`` / ``unfused+CL``: the same in channels-last memory order (``train.channels_last``);
+* ``vmap``: ``torch.func.vmap`` of ``functional_call`` over the stacked peer parameters
+  (batch norm without running statistics, as vmap requires; forward + backward + loss only),
+  the other way to fuse, for comparison.
+
+Ratios are per round (the denominators measured in the same round), median over rounds; the
+process CPU-time ratio is printed beside the wall-time one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in ALLOCATOR.items()):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR})
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from analysis.config import ModelConfig  # noqa: E402
+from analysis.methods import METHODS, create_method  # noqa: E402
+from analysis.models.fused import fuse_peers  # noqa: E402
+from analysis.training.speed import to_channels_last  # noqa: E402
+from benchmarks.bench_train_step import timed  # noqa: E402
+from benchmarks.common import setup  # noqa: E402
+
+
+def build(args, *, channels_last: bool, fused: bool):
+    """A training-step closure on fresh copies of the same peers (seeded)."""
+    torch.manual_seed(0)
+    shape = SimpleNamespace(num_classes=100, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    method = create_method(METHODS.get(args.method).Options())
+    model = method.build_model(ModelConfig(arch=args.arch, peers=args.peers), shape)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    run = fuse_peers(model) if fused else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.rand(args.batch, 3, 32, 32), torch.randint(0, 100, (args.batch,))
+    x = to_channels_last(x) if channels_last else x
+
+    def step() -> None:
+        loss, _ = method.loss(run(x), y, epoch=0.0, index=torch.arange(args.batch))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def single(i: int) -> None:
+        loss = F.cross_entropy(model.peer(i)(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, single, model
+
+
+def vmapped(model, args):
+    """forward + CE + backward of all peers through vmap(functional_call) (no SGD step)."""
+    from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state
+
+    peers = [copy.deepcopy(p) for p in model.peers]
+    for p in peers:
+        replace_all_batch_norm_modules_(p)  # vmap cannot update running statistics in place
+    params, buffers = stack_module_state(peers)
+    params = {k: v.requires_grad_() for k, v in params.items()}
+    base = copy.deepcopy(peers[0]).to("meta")
+    x, y = torch.rand(args.batch, 3, 32, 32), torch.randint(0, 100, (args.batch,))
+
+    def one(p, b, xb):
+        return functional_call(base, (p, b), (xb,))
+
+    def step() -> None:
+        logits = torch.vmap(one, in_dims=(0, 0, None))(params, buffers, model.normalize(x))
+        F.cross_entropy(logits.flatten(0, 1), y.repeat(args.peers)).backward()
+        for v in params.values():
+            v.grad = None
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet20")
+    parser.add_argument("--peers", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--method", default="dml", choices=METHODS.list())
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-vmap", action="store_true")
+    args = parser.parse_args()
+    setup(args.threads)
+    rows = {}
+    singles = {}
+    for cl in (False, True):
+        for fused in (False, True):
+            step, single, model = build(args, channels_last=cl, fused=fused)
+            rows[("fused" if fused else "unfused") + ("+CL" if cl else "")] = step
+            if not fused:
+                singles["+CL" if cl else ""] = single
+    if not args.no_vmap:
+        rows["vmap"] = vmapped(build(args, channels_last=False, fused=False)[2], args)
+    wall = {k: [] for k in rows}
+    cpu = {k: [] for k in rows}
+    for fn in [*rows.values()]:
+        fn()
+    for _ in range(args.rounds):
+        base = {}
+        for tag, single in singles.items():
+            per_peer = [timed(lambda i=i, s=single: s(i), args.steps) for i in range(args.peers)]
+            base[tag] = (sum(t for t, _ in per_peer), sum(c for _, c in per_peer))
+        for name, fn in rows.items():
+            t, c = timed(fn, args.steps)
+            b = base["+CL" if name.endswith("+CL") else ""]
+            wall[name].append(t / b[0])
+            cpu[name].append(c / b[1])
+    print(
+        f"{args.method}: {args.peers} x {args.arch}, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps"
+    )
+    print("K-peer step / sum of single-peer steps (same memory format), medians; target <= 1.0")
+    for name in rows:
+        print(
+            f"  {name:11s} wall {statistics.median(wall[name]):6.3f}x  "
+            f"CPU {statistics.median(cpu[name]):6.3f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
