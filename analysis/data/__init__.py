@@ -12,6 +12,7 @@ classes), and the tiny ``test_digits`` / ``test_shapes`` / ``test_textured_shape
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from analysis.data.augment import Augment, augment_for
 from analysis.data.bundle import DataBundle
@@ -36,6 +37,7 @@ __all__ = [
     "DATASETS",
     "Augment",
     "DataBundle",
+    "dataset_for",
     "MultiView",
     "WithIndex",
     "augment_for",
@@ -152,3 +154,17 @@ def build_dataset(
     bundle = bundle if bundle.name == name else dataclasses.replace(bundle, name=name)
     pipeline = resolve(transforms, eval_transforms, image_size=bundle.image_size)
     return bundle if pipeline is None else with_pipeline(bundle, pipeline)
+
+
+def dataset_for(data: Any, *, seed: int) -> DataBundle:
+    """:func:`build_dataset` of a ``DataConfig`` (its name, root, download, image size and
+    transforms), for training seed ``seed``."""
+    return build_dataset(
+        data.name,
+        root=data.root,
+        download=data.download,
+        image_size=data.image_size,
+        seed=seed,
+        transforms=data.transforms,
+        eval_transforms=data.eval_transforms,
+    )

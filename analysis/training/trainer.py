@@ -13,25 +13,23 @@ from tqdm import tqdm
 
 from analysis import runs
 from analysis.config import Config
-from analysis.data import MultiView, augment_for, build_dataset
+from analysis.data import MultiView, augment_for, dataset_for
 from analysis.data.validation import LabelledSubset, split_validation
 from analysis.device import pick_device
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.models import CollabOutput
-from analysis.models.fused import fuse_peers
 from analysis.runs import Claim, load_resume
 from analysis.training.callbacks import Callback
 from analysis.training.distributed import Dist
 from analysis.training.folder import RunFolder
 from analysis.training.loader import batch_mix, build_loaders, epoch_iter, pin_memory
-from analysis.training.optim import build_optimizer, lr_at, set_lr
-from analysis.training.placement import place_peers
+from analysis.training.model_setup import prepare_model
+from analysis.training.optim import lr_at, set_lr
 from analysis.training.precision import Precision, extra_state, restore_extra_state
 from analysis.training.selection import resolve_metric, score, selection_record
-from analysis.training.speed import compile_peers, configure_determinism, to_channels_last
+from analysis.training.speed import configure_determinism, to_channels_last
 from analysis.training.stats import EpochStats, evaluate
-from analysis.training.sync_bn import sync_batchnorm
 from analysis.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
@@ -169,40 +167,11 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.deterministic = configure_determinism(cfg.train.deterministic, self.device)
         dist.check(cfg)
-        placed = bool(cfg.train.peer_devices)
         torch.manual_seed(cfg.train.seed)
-        data = self.data = build_dataset(
-            cfg.data.name,
-            root=cfg.data.root,
-            download=cfg.data.download,
-            image_size=cfg.data.image_size,
-            seed=cfg.train.seed,
-            transforms=cfg.data.transforms,
-            eval_transforms=cfg.data.eval_transforms,
+        data = self.data = dataset_for(cfg.data, seed=cfg.train.seed)
+        self.model, self.optimizer, self.net = prepare_model(
+            cfg, self.method, data, device=self.device, dist=dist, init_weights=self.init_weights
         )
-        model = self.method.build_model(cfg.model, data).to(self.device)
-        if self.init_weights is not None:
-            model.load_state_dict(self.init_weights)
-        if placed:
-            place_peers(model, cfg.train.peer_devices, home=self.device)
-        if dist.active and cfg.train.sync_bn:
-            model = sync_batchnorm(model, self.device)
-        if cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.optimizer = build_optimizer(
-            cfg.optim, self.model, weight_decay_scale=self.method.weight_decay_scale
-        )
-        if cfg.train.compile:
-            compile_peers(self.model)
-        self.net = dist.wrap(self.model, device=self.device, placed=placed)
-        if cfg.train.fuse_peers:
-            if dist.active or placed or cfg.train.compile:
-                raise CollabError(
-                    "train.fuse_peers runs all peers as one network in one process; it cannot be "
-                    "combined with torchrun, train.peer_devices or train.compile: turn one off"
-                )
-            self.net = fuse_peers(self.model)  # training steps only; eval and checkpoints: model
         self.method.collective = dist.collective()
         train, val = split_validation(
             data.train, fraction=cfg.data.val_fraction, seed=cfg.data.val_seed

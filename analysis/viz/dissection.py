@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from analysis.probes.dissection import Dissection
 from analysis.viz.report import Section
+from analysis.viz.unit_heatmap import unit_heatmap
 
 _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
@@ -28,17 +29,13 @@ def mask_size_heatmap(
     share = (sizes / sizes.new_tensor(result.widths)).tolist()
     text = [[f"{int(k)}/{w}" for k, w in zip(row, result.widths)] for row in sizes.tolist()]
     fig = go.Figure(
-        go.Heatmap(
-            z=share,
-            x=result.units,
-            y=_labels(result, class_names),
-            zmin=0.0,
-            zmax=1.0,
-            colorscale="Viridis",
+        unit_heatmap(
+            share,
+            result.units,
+            _labels(result, class_names),
+            hover="class %{y}, %{x}: %{text} channels kept",
+            title="kept",
             text=text,
-            texttemplate="%{text}",
-            hovertemplate="class %{y}, %{x}: %{text} channels kept<extra></extra>",
-            colorbar={"title": "kept"},
         )
     )
     fig.update_layout(
@@ -57,17 +54,8 @@ def class_overlap_heatmap(
     labels = _labels(result, class_names)
     z = result.class_overlap[peer].tolist()
     fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=labels,
-            y=labels,
-            zmin=0.0,
-            zmax=1.0,
-            colorscale="Viridis",
-            text=[[f"{v:.2f}" for v in row] for row in z],
-            texttemplate="%{text}",
-            hovertemplate="classes %{y} and %{x}: Jaccard %{text}<extra></extra>",
-            colorbar={"title": "Jaccard"},
+        unit_heatmap(
+            z, labels, labels, hover="classes %{y} and %{x}: Jaccard %{text}", title="Jaccard"
         )
     )
     fig.update_layout(

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from analysis.probes.cka import CKAResult
 from analysis.probes.kernels import KernelSimilarity
 from analysis.viz.curves import peer_colors
+from analysis.viz.unit_heatmap import unit_heatmap
 
 _PEER_PREFIX = re.compile(r"^[A-Za-z_]+\.\d+\.")
 _MARGIN = {"l": 10, "r": 10, "t": 30, "b": 10}
@@ -28,18 +29,7 @@ def _names(count: int, peer_names: Sequence[str] | None) -> list[str]:
 
 
 def _heatmap(z: list[list[float]], x: list[str], y: list[str], hover: str) -> go.Heatmap:
-    return go.Heatmap(
-        z=z,
-        x=x,
-        y=y,
-        zmin=0.0,
-        zmax=1.0,
-        colorscale="Viridis",
-        text=[[f"{v:.2f}" for v in row] for row in z],
-        texttemplate="%{text}",
-        hovertemplate=hover + ": CKA %{text}<extra></extra>",
-        colorbar={"title": "CKA"},
-    )
+    return unit_heatmap(z, x, y, hover=hover + ": CKA %{text}", title="CKA")
 
 
 def cka_heatmap(

@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from analysis.config import Config, config_from_dict
-from analysis.data import DataBundle, build_dataset
+from analysis.data import DataBundle, dataset_for
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.models import MODELS, model_options
@@ -160,15 +160,7 @@ def _data(
 ) -> tuple[DataBundle, str]:
     """The dataset with the input normalisation the networks were trained with, and its origin."""
     d = config.data
-    bundle = build_dataset(
-        d.name,
-        root=d.root,
-        download=d.download,
-        image_size=d.image_size,
-        seed=config.train.seed,
-        transforms=d.transforms,
-        eval_transforms=d.eval_transforms,
-    )
+    bundle = dataset_for(d, seed=config.train.seed)
     stored = {f.normalization for f in files if f.normalization is not None}
     if "mean" in options or "std" in options:
         mean, std = options.get("mean", bundle.mean), options.get("std", bundle.std)
