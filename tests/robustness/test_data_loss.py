@@ -144,7 +144,7 @@ def test_kill_before_first_epoch_is_resumable(tiny_run, tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # stands for SIGKILL: nothing after this point runs
 
-    monkeypatch.setattr(trainer, "build_dataset", killed)
+    monkeypatch.setattr(trainer, "dataset_for", killed)
     with pytest.raises(KeyboardInterrupt):
         Trainer(load_config(DML_PRESET, TINY), out, progress=False).fit()
     monkeypatch.undo()
@@ -158,7 +158,7 @@ def test_kill_before_first_epoch_is_resumable(tiny_run, tmp_path, monkeypatch):
 
 def test_eval_of_a_run_not_yet_trained_is_a_clear_error(tmp_path, monkeypatch):
     out = tmp_path / "starting"
-    monkeypatch.setattr(trainer, "build_dataset", lambda *a, **k: (_ for _ in ()).throw(OSError))
+    monkeypatch.setattr(trainer, "dataset_for", lambda *a, **k: (_ for _ in ()).throw(OSError))
     with pytest.raises(OSError):
         Trainer(load_config(DML_PRESET, TINY), out, progress=False).fit()
     assert_refused(run_cli("eval", str(out)), "no trained model yet", "--resume")
