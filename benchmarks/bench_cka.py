@@ -138,7 +138,8 @@ def work_ratio(args: argparse.Namespace) -> None:
             model(x)
             plain.append(time.process_time() - start)
             start = time.process_time()
-            with capture(model, consumer.layers) as acts:  # as the shared pass does
+            stream = {n: [lambda out, n=n: consumer.take(n, out)] for n in consumer.streams}
+            with capture(model, consumer.layers, stream=stream) as acts:  # as the pass does
                 model(x)
                 consumer.update(acts, Batch(x, None, None, None))
                 acts.clear()

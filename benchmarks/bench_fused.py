@@ -2,6 +2,7 @@
 
     python benchmarks/bench_fused.py [--arch resnet20] [--peers 3] [--batch 64] [--method dml]
                                      [--rounds 5] [--steps 2] [--threads 2]
+                                     [--device cuda] [--precision bf16]
 
 TARGETS.md: a K-peer training step (DML, 3 x ResNet-20, batch 64) at most 1.0x the sum of
 single-peer steps on the CPU, at most 0.6x on a GPU. Rows, each a full training step
@@ -14,7 +15,9 @@ single-peer steps on the CPU, at most 0.6x on a GPU. Rows, each a full training 
   (batch norm without running statistics, as vmap requires; forward + backward + loss only),
   the other way to fuse, for comparison.
 
-Ratios are per round (the denominators measured in the same round), median over rounds; the
+``--device cuda`` times the same rows on a GPU (cudnn.benchmark on; each timing from an idle
+queue to the end of its last step) and ``--precision bf16`` runs the forward passes under
+autocast with float32 losses, as ``train.precision`` does. Ratios are per round (the denominators measured in the same round), median over rounds; the
 process CPU-time ratio is printed beside the wall-time one.
 """
 
@@ -40,9 +43,15 @@ import torch.nn.functional as F  # noqa: E402
 from analysis.config import ModelConfig  # noqa: E402
 from analysis.methods import METHODS, create_method  # noqa: E402
 from analysis.models.fused import fuse_peers  # noqa: E402
-from analysis.training.speed import to_channels_last  # noqa: E402
+from analysis.training.precision import Precision  # noqa: E402
+from analysis.training.speed import configure_determinism, to_channels_last  # noqa: E402
 from benchmarks.bench_train_step import timed  # noqa: E402
 from benchmarks.common import setup  # noqa: E402
+
+
+def inputs(args) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.rand(args.batch, 3, 32, 32, device=args.device)
+    return x, torch.randint(0, 100, (args.batch,), device=args.device)
 
 
 def build(args, *, channels_last: bool, fused: bool):
@@ -51,21 +60,28 @@ def build(args, *, channels_last: bool, fused: bool):
     shape = SimpleNamespace(num_classes=100, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3)
     method = create_method(METHODS.get(args.method).Options())
     model = method.build_model(ModelConfig(arch=args.arch, peers=args.peers), shape)
+    model = model.to(args.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     run = fuse_peers(model) if fused else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.rand(args.batch, 3, 32, 32), torch.randint(0, 100, (args.batch,))
+    x, y = inputs(args)
     x = to_channels_last(x) if channels_last else x
+    index = torch.arange(args.batch, device=args.device)
+    precision = Precision(args.precision, torch.device(args.device))
 
     def step() -> None:
-        loss, _ = method.loss(run(x), y, epoch=0.0, index=torch.arange(args.batch))
+        with precision.autocast():
+            out = run(x)
+        loss, _ = method.loss(precision.float32(out), y, epoch=0.0, index=index)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def single(i: int) -> None:
-        loss = F.cross_entropy(model.peer(i)(x), y)
+        with precision.autocast():
+            logits = model.peer(i)(x)
+        loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -83,14 +99,16 @@ def vmapped(model, args):
     params, buffers = stack_module_state(peers)
     params = {k: v.requires_grad_() for k, v in params.items()}
     base = copy.deepcopy(peers[0]).to("meta")
-    x, y = torch.rand(args.batch, 3, 32, 32), torch.randint(0, 100, (args.batch,))
+    x, y = inputs(args)
+    precision = Precision(args.precision, torch.device(args.device))
 
     def one(p, b, xb):
         return functional_call(base, (p, b), (xb,))
 
     def step() -> None:
-        logits = torch.vmap(one, in_dims=(0, 0, None))(params, buffers, model.normalize(x))
-        F.cross_entropy(logits.flatten(0, 1), y.repeat(args.peers)).backward()
+        with precision.autocast():
+            logits = torch.vmap(one, in_dims=(0, 0, None))(params, buffers, model.normalize(x))
+        F.cross_entropy(logits.float().flatten(0, 1), y.repeat(args.peers)).backward()
         for v in params.values():
             v.grad = None
 
@@ -107,8 +125,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-vmap", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (cudnn.benchmark on)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = parser.parse_args()
     setup(args.threads)
+    if args.device != "cpu":
+        configure_determinism("auto", torch.device(args.device))
     rows = {}
     singles = {}
     for cl in (False, True):
@@ -126,18 +148,25 @@ def main() -> None:
     for _ in range(args.rounds):
         base = {}
         for tag, single in singles.items():
-            per_peer = [timed(lambda i=i, s=single: s(i), args.steps) for i in range(args.peers)]
+            per_peer = [
+                timed(lambda i=i, s=single: s(i), args.steps, args.device)
+                for i in range(args.peers)
+            ]
             base[tag] = (sum(t for t, _ in per_peer), sum(c for _, c in per_peer))
         for name, fn in rows.items():
-            t, c = timed(fn, args.steps)
+            t, c = timed(fn, args.steps, args.device)
             b = base["+CL" if name.endswith("+CL") else ""]
             wall[name].append(t / b[0])
             cpu[name].append(c / b[1])
     print(
-        f"{args.method}: {args.peers} x {args.arch}, batch {args.batch}, "
+        f"{args.method}: {args.peers} x {args.arch}, batch {args.batch}, {args.device}, "
+        f"{args.precision}, "
         f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps"
     )
-    print("K-peer step / sum of single-peer steps (same memory format), medians; target <= 1.0")
+    target = "1.0 on the CPU" if args.device == "cpu" else "0.6 on a GPU"
+    print(
+        f"K-peer step / sum of single-peer steps (same memory format), medians; target <= {target}"
+    )
     for name in rows:
         print(
             f"  {name:11s} wall {statistics.median(wall[name]):6.3f}x  "

@@ -4,6 +4,7 @@
                                           [--variants default,channels_last,fused]
                                           [--rounds 7] [--steps 3] [--batch 64] [--threads 2]
                                           [--set method.option=value ...] [--profile]
+                                          [--device cuda]
 
 TARGETS.md: at most 0.8x the authors' code, each measured as a multiple of a plain ResNet-32
 step in the same process (batch 64, 32x32 RGB, 100 classes). Every method is built from its
@@ -71,7 +72,7 @@ from analysis.methods import create_method  # noqa: E402
 from analysis.models import CollaborativeModel, create_model  # noqa: E402
 from analysis.models.fused import fuse_peers  # noqa: E402
 from analysis.training.optim import build_optimizer  # noqa: E402
-from analysis.training.speed import to_channels_last  # noqa: E402
+from analysis.training.speed import configure_determinism, to_channels_last  # noqa: E402
 from benchmarks.common import setup  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,9 @@ class Shape:
     mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
-def method_step(name: str, overrides: list[str], batch: int, *, variant: str = "default"):
+def method_step(
+    name: str, overrides: list[str], batch: int, *, variant: str = "default", device="cpu"
+):
     """A closure running one training step of method ``name`` and the objects it uses.
 
     Variants: ``default``; ``channels_last`` does what ``train.channels_last`` makes the
@@ -105,7 +108,7 @@ def method_step(name: str, overrides: list[str], batch: int, *, variant: str = "
     overrides = SETTINGS[name][0] + overrides
     cfg = load_config(ROOT / "configs" / f"{name}_digits.yaml", overrides)
     method = create_method(cfg.method)
-    model = method.build_model(cfg.model, Shape())
+    model = method.build_model(cfg.model, Shape()).to(device)
     model.train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -116,13 +119,13 @@ def method_step(name: str, overrides: list[str], batch: int, *, variant: str = "
     views = method.num_views(model)
     gen = torch.Generator().manual_seed(1)
     shape = (views, batch, 3, 32, 32) if method.per_peer_views else (batch, 3, 32, 32)
-    x = torch.rand(shape, generator=gen)
+    x = torch.rand(shape, generator=gen).to(device)
     x = to_channels_last(x) if channels_last else x
-    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
+    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen).to(device)
     state = {"epoch": 0.0}
 
     def step() -> None:
-        index = torch.randperm(DATASET_SIZE, generator=gen)[:batch]
+        index = torch.randperm(DATASET_SIZE, generator=gen)[:batch].to(device)
         loss, _ = method.loss(run(x), y, epoch=state["epoch"], index=index)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,12 +135,13 @@ def method_step(name: str, overrides: list[str], batch: int, *, variant: str = "
     return step, model
 
 
-def plain_step(batch: int):
+def plain_step(batch: int, device="cpu"):
     """One CE + SGD step of a plain ResNet-32 (the baseline)."""
-    model = create_model("resnet32", num_classes=NUM_CLASSES, in_chans=3)
+    model = create_model("resnet32", num_classes=NUM_CLASSES, in_chans=3).to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    x, y = torch.rand(batch, 3, 32, 32), torch.randint(0, NUM_CLASSES, (batch,))
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
 
     def step() -> None:
         loss = F.cross_entropy(model(x), y)
@@ -148,11 +152,20 @@ def plain_step(batch: int):
     return step
 
 
-def timed(fn, steps: int) -> tuple[float, float]:
-    """Wall and process-CPU seconds per call of ``fn`` over ``steps`` calls."""
+def sync(device) -> None:
+    """Wait for a CUDA device's queued work (a no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, steps: int, device="cpu") -> tuple[float, float]:
+    """Wall and process-CPU seconds per call of ``fn`` over ``steps`` calls (on a CUDA device,
+    from an idle queue to the last call's end)."""
+    sync(device)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         fn()
+    sync(device)
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
@@ -184,12 +197,15 @@ def main() -> None:
         "(train.fuse_peers; methods with separate peers only)",
     )
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (cudnn.benchmark on)")
     args = parser.parse_args()
     setup(args.threads)
+    if args.device != "cpu":
+        configure_determinism("auto", torch.device(args.device))
     variants = [v for v in args.variants.split(",") if v]
-    base = plain_step(args.batch)
+    base = plain_step(args.batch, args.device)
     steps = {
-        (m, v): method_step(m, args.overrides, args.batch, variant=v)[0]
+        (m, v): method_step(m, args.overrides, args.batch, variant=v, device=args.device)[0]
         for m in args.methods.split(",")
         if m
         for v in variants
@@ -205,14 +221,15 @@ def main() -> None:
         fn(), fn()
     base_times, ratios, cpu_ratios = [], {n: [] for n in names}, {n: [] for n in names}
     for _ in range(args.rounds):
-        t0, c0 = timed(base, args.steps)
+        t0, c0 = timed(base, args.steps, args.device)
         base_times.append(t0)
         for n in names:
-            t, c = timed(steps[n], args.steps)
+            t, c = timed(steps[n], args.steps, args.device)
             ratios[n].append(t / t0)
             cpu_ratios[n].append(c / c0)
     print(
-        f"batch {args.batch}, {NUM_CLASSES} classes, {torch.get_num_threads()} threads, "
+        f"{args.device}: batch {args.batch}, {NUM_CLASSES} classes, "
+        f"{torch.get_num_threads()} threads, "
         f"{args.rounds} rounds x {args.steps} steps; plain ResNet-32 step "
         f"{1000 * statistics.median(base_times):.1f} ms (median)"
     )

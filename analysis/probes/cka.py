@@ -1,8 +1,8 @@
 """How similar are the peers' representations? Linear CKA between every pair of probed layers.
 
 The probe streams the minibatch estimator of :mod:`analysis.probes.hsic` over one pass: per
-batch one Gram per distinct layer, centred by the first batch's means (a layer whose mean
-drifts away is re-centred, see :meth:`CKAConsumer._grams`), then every layer x layer HSIC at
+batch one Gram per distinct layer, centred by the first batch's means while the forward pass
+runs (a layer whose mean drifts away is re-centred, see :meth:`CKAConsumer._grams`), then every layer x layer HSIC at
 once. :func:`~analysis.probes.hsic.linear_cka` is the exact full-batch form.
 """
 
@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from analysis.errors import CollabError
 from analysis.probes.contract import PassOptions, activation_probe
 from analysis.probes.hooks import peer_layers, resolve
-from analysis.probes.hsic import MIN_BATCH, MinibatchCKA, centred_grams, feature_means
+from analysis.probes.hsic import MIN_BATCH, MinibatchCKA, flat_features, gram_matrices
 from analysis.probes.shared_pass import Batch
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,10 @@ def cka_layers(
 class CKAConsumer:
     """Minibatch CKA as a :class:`~analysis.probes.shared_pass.Consumer`.
 
-    Each batch costs one Gram per distinct layer and one (L, B^2) x (B^2, L) product.
+    It streams its layers (``streams`` and :meth:`take`): during the forward pass each layer's
+    output is flattened and centred into a buffer kept across batches, so the pass does not
+    hold the activations themselves. After the forward, each batch costs one Gram per distinct
+    layer and one (L, B^2) x (B^2, L) product.
 
     Args:
         layers: the L module paths to compare (a path may repeat, e.g. a shared trunk layer
@@ -127,6 +130,8 @@ class CKAConsumer:
         peer_of_layer: (L,) the peer of each path.
         pool: average the activations over spatial positions before comparing.
     """
+
+    layers: Sequence[str] = ()  # what update() reads from the pass's kept activations: none
 
     def __init__(
         self, layers: Sequence[str], peer_of_layer: Sequence[int], *, pool: bool = False
@@ -136,33 +141,63 @@ class CKAConsumer:
         self.paths = list(layers)
         self.peer_of_layer = [int(p) for p in peer_of_layer]
         self.pool = pool
-        self.layers = list(dict.fromkeys(self.paths))
-        self._where = [self.layers.index(p) for p in self.paths]
-        self._acc = MinibatchCKA(len(self.layers))
-        self._shifts: list[torch.Tensor] | None = None
+        self.streams = list(dict.fromkeys(self.paths))
+        self._index = {name: i for i, name in enumerate(self.streams)}
+        self._where = [self._index[p] for p in self.paths]
+        self._acc = MinibatchCKA(len(self.streams))
+        self._shifts: list[torch.Tensor | None] = [None] * len(self.streams)
+        self._buffers: list[torch.Tensor | None] = [None] * len(self.streams)
+        self._centred: list[torch.Tensor | None] = [None] * len(self.streams)
+
+    def take(self, name: str, output: torch.Tensor) -> None:
+        """Centre one layer's output of this batch (by the layer's first-batch mean) into its buffer."""
+        feats = flat_features(output, self.pool)
+        if feats.shape[0] < MIN_BATCH:
+            return
+        i = self._index[name]
+        if self._shifts[i] is None:
+            self._shifts[i] = feats.mean(dim=0)
+        size, buf = feats.numel(), self._buffers[i]
+        if (
+            buf is None
+            or buf.numel() < size
+            or (buf.dtype, buf.device) != (feats.dtype, feats.device)
+        ):
+            buf = self._buffers[i] = torch.empty(size, dtype=feats.dtype, device=feats.device)
+        out = buf[:size].view(feats.shape)
+        self._centred[i] = torch.sub(feats, self._shifts[i], out=out)
 
     def update(self, acts: dict[str, torch.Tensor], batch: Batch) -> None:
+        centred, self._centred = self._centred, [None] * len(self.streams)
         if batch.x.shape[0] < MIN_BATCH:
             self._acc.skipped += batch.x.shape[0]
             return
-        self._acc.add_grams(self._grams([acts[name] for name in self.layers]))
+        missing = [name for name, c in zip(self.streams, centred) if c is None]
+        if missing:
+            raise CollabError(
+                f"CKA saw no output of {missing[0]} in this forward pass; probe layers the "
+                "model runs on every input"
+            )
+        self._acc.add_grams(self._grams(centred))
 
-    def _grams(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        """(L, B, B) Grams centred by the first batch's means; a layer whose batch mean drifted
-        far from its shift (offset energy > 1/4 of the variance) is re-centred on this batch."""
-        if self._shifts is None:
-            self._shifts = feature_means(xs, pool=self.pool)
-        grams = centred_grams(xs, pool=self.pool, shifts=self._shifts).cpu()
+    def _grams(self, centred: list[torch.Tensor]) -> torch.Tensor:
+        """(L, B, B) Grams of features centred by the first batch's means; a layer whose batch
+        mean drifted far from its shift (offset energy > 1/4 of the variance) is re-centred on
+        this batch."""
+        grams = gram_matrices(centred).cpu()
         n = grams.shape[1]
         wide = grams.numpy().astype(np.float64)
         offset = wide.sum(axis=(1, 2)) / n**2  # ||batch mean - shift||^2
         spread = np.trace(wide, axis1=1, axis2=2) / n - offset
         for i in np.flatnonzero(offset > 0.25 * spread).tolist():
-            self._shifts[i] = feature_means([xs[i]], pool=self.pool)[0]
-            grams[i] = centred_grams([xs[i]], pool=self.pool, shifts=[self._shifts[i]])[0].cpu()
+            drift = centred[i].mean(dim=0)
+            centred[i] -= drift
+            self._shifts[i] = self._shifts[i] + drift
+            grams[i] = gram_matrices([centred[i]])[0].cpu()
         return grams
 
     def result(self) -> CKAResult:
+        self._buffers = [None] * len(self.streams)
         if self._acc.skipped:
             log.warning(
                 "CKA left out %d samples in batches smaller than %d", self._acc.skipped, MIN_BATCH

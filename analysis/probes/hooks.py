@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -44,12 +44,15 @@ def capture(
     layers: Sequence[str],
     *,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    stream: Mapping[str, Sequence[Callable[[torch.Tensor], None]]] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of ``layers`` on every forward pass.
 
     Yields a dict that each forward overwrites with ``{path: output}`` (passed through
-    ``transform`` if given, e.g. to pool or detach). The hooks are removed on exit, also on
-    error, so the model keeps exactly the hooks it had.
+    ``transform`` if given, e.g. to pool or detach). ``stream`` maps further paths (or some of
+    ``layers``) to callbacks that receive the output during the forward pass; a path only
+    streamed is not kept, so its output is freed as soon as the forward no longer needs it.
+    The hooks are removed on exit, also on error, so the model keeps exactly the hooks it had.
 
     Example:
         >>> with capture(model, ["peers.0.layer1"]) as acts:
@@ -58,16 +61,25 @@ def capture(
     """
     store: dict[str, torch.Tensor] = {}
     handles = []
+    stream = stream or {}
+    kept = set(layers)
 
     def hook_for(name: str):
+        calls = tuple(stream.get(name, ()))
+        keep = name in kept
+
         def hook(_module, _inputs, output):
             tensor = output[0] if isinstance(output, (tuple, list)) else output
-            store[name] = transform(tensor) if transform else tensor
+            for call in calls:
+                call(tensor)
+            if keep:
+                store[name] = transform(tensor) if transform else tensor
 
         return hook
 
     try:
-        for name, module in resolve(model, layers).items():
+        paths = list(dict.fromkeys([*layers, *stream]))
+        for name, module in resolve(model, paths).items():
             handles.append(module.register_forward_hook(hook_for(name)))
         yield store
     finally:

@@ -35,7 +35,7 @@ from threadpoolctl import ThreadpoolController
 MIN_BATCH = 4
 
 
-def _flat_features(x: torch.Tensor, pool: bool) -> torch.Tensor:
+def flat_features(x: torch.Tensor, pool: bool) -> torch.Tensor:
     """(B, ...) activations -> (B, D) float features (spatially averaged first with ``pool``)."""
     x = x.detach()
     if pool and x.dim() > 2:
@@ -61,6 +61,10 @@ def _numpy_centred_gram(a: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
     return c @ c.T
 
 
+def _numpy_gram(c: np.ndarray) -> np.ndarray:
+    return c @ c.T
+
+
 @functools.cache
 def _blas_threads() -> ThreadpoolController:
     return ThreadpoolController()
@@ -69,6 +73,18 @@ def _blas_threads() -> ThreadpoolController:
 @functools.cache
 def _gram_workers(count: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=count, thread_name_prefix="cka-gram")
+
+
+def _on_workers(fn, *columns: Sequence) -> torch.Tensor:
+    """``stack([fn(*row) for row in zip(*columns)])``, one row per worker thread with
+    single-threaded BLAS (see :func:`centred_grams`)."""
+    workers = min(torch.get_num_threads(), len(columns[0]))
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        if workers > 1:
+            grams = list(_gram_workers(workers).map(fn, *columns))
+        else:
+            grams = [fn(*row) for row in zip(*columns)]
+    return torch.from_numpy(np.stack(grams))
 
 
 def centred_grams(
@@ -95,29 +111,30 @@ def centred_grams(
     Returns:
         (L, B, B) Grams in the features' dtype (float32, or float64 for float64 input).
     """
-    feats = [_flat_features(x, pool) for x in xs]
+    feats = [flat_features(x, pool) for x in xs]
     if shifts is not None and len(shifts) != len(feats):
         raise ValueError(f"got {len(shifts)} shifts for {len(feats)} activations")
     if any(f.device.type != "cpu" for f in feats):
         offsets = shifts if shifts is not None else [f.mean(dim=0) for f in feats]
-        centred = [f - o.to(f) for f, o in zip(feats, offsets)]
-        return torch.stack([c @ c.T for c in centred])
+        return gram_matrices([f - o.to(f) for f, o in zip(feats, offsets)])
     arrays = [f.numpy() for f in feats]
     moves = [None] * len(arrays)
     if shifts is not None:
         moves = [o.detach().to(f.dtype).cpu().numpy() for f, o in zip(feats, shifts)]
-    workers = min(torch.get_num_threads(), len(arrays))
-    with _blas_threads().limit(limits=1, user_api="blas"):
-        if workers > 1:
-            grams = list(_gram_workers(workers).map(_numpy_centred_gram, arrays, moves))
-        else:
-            grams = [_numpy_centred_gram(a, m) for a, m in zip(arrays, moves)]
-    return torch.from_numpy(np.stack(grams))
+    return _on_workers(_numpy_centred_gram, arrays, moves)
+
+
+def gram_matrices(centred: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(L, B, B) Grams ``c @ c.T`` of L already centred (B, D) feature matrices (on the CPU as
+    :func:`centred_grams` runs them)."""
+    if any(c.device.type != "cpu" for c in centred):
+        return torch.stack([c @ c.T for c in centred])
+    return _on_workers(_numpy_gram, [c.numpy() for c in centred])
 
 
 def feature_means(xs: Sequence[torch.Tensor], *, pool: bool = False) -> list[torch.Tensor]:
     """(D,) batch mean of each activation's flattened features: shifts for :func:`centred_grams`."""
-    return [_flat_features(x, pool).mean(dim=0) for x in xs]
+    return [flat_features(x, pool).mean(dim=0) for x in xs]
 
 
 def centred_gram(x: torch.Tensor, *, pool: bool = False) -> torch.Tensor:

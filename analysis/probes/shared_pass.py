@@ -25,6 +25,13 @@ class Consumer(Protocol):
 
     Attributes:
         layers: module paths whose outputs :meth:`update` needs (may be empty).
+
+    A consumer may also stream activations: an attribute ``streams`` naming module paths and a
+    method ``take(path, output)`` that :func:`run_pass` calls during the forward pass, so that
+    an output nobody keeps is freed as soon as the network is done with it (e.g. CKA centres
+    each layer into a buffer of its own; holding every layer until the end of the forward
+    grows the heap by a batch of activations that is then freed, returned to the system and
+    faulted back in at the next batch).
     """
 
     layers: Sequence[str]
@@ -64,9 +71,14 @@ def run_pass(
     if n == 0:
         raise CollabError("the dataset is empty; probes need at least one sample")
     layers = sorted({name for c in consumers for name in c.layers})
+    stream: dict[str, list] = {}
+    for c in consumers:
+        for name in getattr(c, "streams", ()):
+            stream.setdefault(name, []).append(lambda out, c=c, name=name: c.take(name, out))
     indices = torch.arange(n)
     loader = DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=batch_size)
-    with eval_mode(model), on_device(model, device), capture(model, layers) as acts:
+    hooks = capture(model, layers, stream=stream)
+    with eval_mode(model), on_device(model, device), hooks as acts:
         start = 0
         for x, y in tqdm(loader, desc="probing", disable=not progress, leave=False):
             b = x.shape[0]

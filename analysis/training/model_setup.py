@@ -46,11 +46,25 @@ def prepare_model(
     if cfg.train.compile:
         compile_peers(model)
     net = dist.wrap(model, device=device, placed=placed)
-    if cfg.train.fuse_peers:
+    if cfg.train.fuse_peers is True:
         if dist.active or placed or cfg.train.compile:
             raise CollabError(
                 "train.fuse_peers runs all peers as one network in one process; it cannot be "
                 "combined with torchrun, train.peer_devices or train.compile: turn one off"
             )
         net = fuse_peers(model)  # training steps only; eval and checkpoints: model
+    elif cfg.train.fuse_peers == "auto" and auto_fuses(cfg, device, placed=placed, dist=dist):
+        try:
+            net = fuse_peers(model)
+        except CollabError:  # peers of different shapes or unfusable layers: train them apart
+            pass
     return model, optimizer, net
+
+
+def auto_fuses(cfg: Config, device: torch.device, *, placed: bool, dist: Any) -> bool:
+    """``train.fuse_peers: auto``: on CUDA, in one process, neither compiled nor deterministic
+    (fusing changes float rounding, so an exact run keeps the separate peers)."""
+    deterministic = cfg.train.deterministic
+    exact = deterministic is True or (deterministic == "auto" and device.type != "cuda")
+    plain = not (dist.active or placed or cfg.train.compile)
+    return device.type == "cuda" and plain and not exact

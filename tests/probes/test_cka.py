@@ -144,8 +144,9 @@ def test_consumer_stays_float64_accurate_when_the_feature_mean_drifts_between_ba
     }
     consumer = CKAConsumer(["a", "b"], [0, 1])
     for start in range(0, 600, 100):
-        acts = {k: v[start : start + 100] for k, v in feats.items()}
-        consumer.update(acts, SimpleNamespace(x=torch.empty(100)))
+        for name, values in feats.items():  # as the pass streams them
+            consumer.take(name, values[start : start + 100])
+        consumer.update({}, SimpleNamespace(x=torch.empty(100)))
     result = consumer.result()
     expected = minibatch_cka([v.double() for v in feats.values()], batch_size=100)
     assert (result.matrix - expected).abs().max().item() < 1e-6

@@ -55,6 +55,41 @@ def test_run_pass_feeds_all_consumers_and_restores_the_model(tiny_run):
     assert hook_count(run.model) == 0
 
 
+class StreamingConsumer:
+    """Takes one layer during the forward pass and keeps only its per-batch sums."""
+
+    layers = ()
+
+    def __init__(self, layer):
+        self.streams, self.sums, self.pending = [layer], [], None
+
+    def take(self, name, output):
+        self.pending = output.sum().item()
+
+    def update(self, acts, batch):
+        assert self.streams[0] not in acts  # streamed outputs are not kept for update()
+        self.sums.append(self.pending)
+
+    def result(self):
+        return self.sums
+
+
+def test_streamed_layers_reach_take_during_the_pass_and_are_not_kept(tiny_run):
+    run = analysis.load_run(tiny_run)
+    layer = "peers.1.layer2"
+    streaming, counting = StreamingConsumer(layer), CountingConsumer(["peers.0.layer1"])
+    sums, (seen, shapes) = run_pass(
+        run.model, run.dataset("test"), [streaming, counting], batch_size=50, limit=120
+    )
+    assert seen == 120 and list(shapes) == ["peers.0.layer1"] and len(sums) == 3
+    x = torch.stack([run.dataset("test")[i][0] for i in range(50)])
+    expected = []
+    with capture(run.model, [], stream={layer: [lambda out: expected.append(out.sum().item())]}):
+        run.model.eval()(x)
+    assert sums[0] == pytest.approx(expected[0], rel=1e-6)
+    assert hook_count(run.model) == 0
+
+
 @dataclass
 class Toy:
     matrix: torch.Tensor

@@ -128,10 +128,11 @@ def test_compiled_peers_train_and_checkpoint_under_their_own_names(tmp_path):
     load_run(run)
 
 
-def test_the_gpu_benchmark_says_it_needs_cuda_and_exits_cleanly_without_it():
+@pytest.mark.parametrize("script", ["bench_gpu.py", "gpu_checks.py"])
+def test_the_gpu_scripts_say_they_need_cuda_and_exit_cleanly_without_it(script):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_gpu.py"],
+        [sys.executable, f"benchmarks/{script}"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -161,3 +162,41 @@ def test_fused_peers_refuse_what_they_cannot_combine_with(tmp_path):
     with pytest.raises(CollabError, match="train.fuse_peers runs all peers as one network"):
         Trainer(load_config(DML_PRESET, sets), tmp_path / "c", progress=False).fit()
     assert not (tmp_path / "c").exists()
+
+
+def test_fuse_peers_auto_fuses_on_cuda_only_where_runs_need_not_be_exact():
+    from types import SimpleNamespace
+
+    from analysis.training.model_setup import auto_fuses
+
+    one = SimpleNamespace(active=False)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    config = load_config(DML_PRESET)
+    assert config.train.fuse_peers == "auto" and "fuse_peers" not in config.to_dict()["train"]
+    assert auto_fuses(config, cuda, placed=False, dist=one)
+    assert not auto_fuses(config, cpu, placed=False, dist=one)
+    assert not auto_fuses(config, cuda, placed=True, dist=one)
+    assert not auto_fuses(config, cuda, placed=False, dist=SimpleNamespace(active=True))
+    for override in ("train.deterministic=true", "train.compile=true"):
+        changed = load_config(DML_PRESET, [override])
+        assert not auto_fuses(changed, cuda, placed=False, dist=one), override
+
+
+@pytest.mark.parametrize("method,fuses", [("dml", True), ("mcl_okd", False)])
+def test_fuse_peers_auto_falls_back_to_separate_peers_where_they_cannot_fuse(
+    method, fuses, monkeypatch
+):
+    from types import SimpleNamespace
+
+    import analysis.training.model_setup as setup
+    from analysis.methods import create_method
+    from analysis.models.fused import FusedPeers
+
+    config = load_config(REPO / "configs" / f"{method}_digits.yaml")
+    data = SimpleNamespace(num_classes=10, in_chans=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    dist = SimpleNamespace(active=False, wrap=lambda model, **_: model)
+    monkeypatch.setattr(setup, "auto_fuses", lambda *a, **k: True)
+    model, _, net = setup.prepare_model(
+        config, create_method(config.method), data, device=torch.device("cpu"), dist=dist
+    )
+    assert isinstance(net, FusedPeers) is fuses and (net is model) is not fuses
