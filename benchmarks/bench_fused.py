@@ -2,7 +2,7 @@
 
     python benchmarks/bench_fused.py [--arch resnet20] [--peers 3] [--batch 64] [--method dml]
                                      [--rounds 5] [--steps 2] [--threads 2]
-                                     [--device cuda] [--precision bf16]
+                                     [--device cuda] [--precision bf16] [--graphs]
 
 TARGETS.md: a K-peer training step (DML, 3 x ResNet-20, batch 64) at most 1.0x the sum of
 single-peer steps on the CPU, at most 0.6x on a GPU. Rows, each a full training step
@@ -11,6 +11,9 @@ single-peer steps on the CPU, at most 0.6x on a GPU. Rows, each a full training 
 * ``unfused``: the container's forward, one peer after another (the default);
 * ``fused``: :func:`analysis.models.fused.fuse_peers`, one grouped network (``train.fuse_peers``);
 * ``fused+CL`` / ``unfused+CL``: the same in channels-last memory order (``train.channels_last``);
+* ``unfused+graph`` / ``fused+graph`` (``--graphs``, CUDA only): each step captured once as a
+  CUDA graph and replayed, against single-peer steps replayed the same way: what is left once
+  kernel launches cost nothing;
 * ``vmap``: ``torch.func.vmap`` of ``functional_call`` over the stacked peer parameters
   (batch norm without running statistics, as vmap requires; forward + backward + loss only),
   the other way to fuse, for comparison.
@@ -28,6 +31,7 @@ import copy
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -70,23 +74,38 @@ def build(args, *, channels_last: bool, fused: bool):
     index = torch.arange(args.batch, device=args.device)
     precision = Precision(args.precision, torch.device(args.device))
 
-    def step() -> None:
+    def step() -> None:  # zero_grad, forward, the method's loss, backward, SGD step
+        opt.zero_grad(set_to_none=True)
         with precision.autocast():
             out = run(x)
         loss, _ = method.loss(precision.float32(out), y, epoch=0.0, index=index)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def single(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
         with precision.autocast():
             logits = model.peer(i)(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        F.cross_entropy(logits.float(), y).backward()
         opt.step()
 
     return step, single, model
+
+
+def graphed(step) -> Callable[[], None]:
+    """``step`` captured once in a CUDA graph; returns its replay (PyTorch's whole-network
+    capture recipe: warm-up steps on a side stream, then one captured step whose gradients
+    live in the graph's memory pool, since ``step`` sets them to None before its backward)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def vmapped(model, args):
@@ -127,7 +146,12 @@ def main() -> None:
     parser.add_argument("--no-vmap", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (cudnn.benchmark on)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument(
+        "--graphs", action="store_true", help="CUDA only: also each step replayed as a CUDA graph"
+    )
     args = parser.parse_args()
+    if args.graphs and args.device == "cpu":
+        parser.error("--graphs needs --device cuda")
     setup(args.threads)
     if args.device != "cpu":
         configure_determinism("auto", torch.device(args.device))
@@ -141,6 +165,18 @@ def main() -> None:
                 singles["+CL" if cl else ""] = single
     if not args.no_vmap:
         rows["vmap"] = vmapped(build(args, channels_last=False, fused=False)[2], args)
+    if args.graphs:
+        try:
+            for fused in (False, True):
+                step, single, _ = build(args, channels_last=False, fused=fused)
+                rows[("fused" if fused else "unfused") + "+graph"] = graphed(step)
+                if not fused:
+                    replays = [graphed(lambda i=i, s=single: s(i)) for i in range(args.peers)]
+                    singles["+graph"] = lambda i, r=replays: r[i]()
+        except Exception as exc:  # the other rows still stand
+            print(f"CUDA graph rows left out: {type(exc).__name__}: {str(exc)[:200]}")
+            rows = {k: v for k, v in rows.items() if not k.endswith("+graph")}
+            singles.pop("+graph", None)
     wall = {k: [] for k in rows}
     cpu = {k: [] for k in rows}
     for fn in [*rows.values()]:
@@ -155,7 +191,7 @@ def main() -> None:
             base[tag] = (sum(t for t, _ in per_peer), sum(c for _, c in per_peer))
         for name, fn in rows.items():
             t, c = timed(fn, args.steps, args.device)
-            b = base["+CL" if name.endswith("+CL") else ""]
+            b = base[name[name.index("+") :] if "+" in name else ""]
             wall[name].append(t / b[0])
             cpu[name].append(c / b[1])
     print(

@@ -81,9 +81,8 @@ class FusedBatchNorm2d(nn.Module):
         bn, peers = self.peers[0], self.peers
         tracked = bn.track_running_stats and bn.running_mean is not None
         factor = 0.0 if bn.momentum is None else bn.momentum
-        if bn.training and tracked:
-            for p in peers:
-                p.num_batches_tracked.add_(1)
+        if bn.training and tracked:  # one foreach launch each, not K (GPU steps are launch-bound)
+            torch._foreach_add_([p.num_batches_tracked for p in peers], 1)
             if bn.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
                 factor = 1.0 / float(bn.num_batches_tracked)
         use_batch = bn.training or not tracked
@@ -94,9 +93,8 @@ class FusedBatchNorm2d(nn.Module):
         out = F.batch_norm(x, mean, var, weight, bias, use_batch, factor, bn.eps)
         if use_batch and tracked:  # F.batch_norm updated the concatenated copies
             with torch.no_grad():
-                for p, m, v in zip(peers, mean.chunk(len(peers)), var.chunk(len(peers))):
-                    p.running_mean.copy_(m)
-                    p.running_var.copy_(v)
+                own = [p.running_mean for p in peers] + [p.running_var for p in peers]
+                torch._foreach_copy_(own, [*mean.chunk(len(peers)), *var.chunk(len(peers))])
         return out
 
 

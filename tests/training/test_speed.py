@@ -128,11 +128,12 @@ def test_compiled_peers_train_and_checkpoint_under_their_own_names(tmp_path):
     load_run(run)
 
 
-@pytest.mark.parametrize("script", ["bench_gpu.py", "gpu_checks.py"])
-def test_the_gpu_scripts_say_they_need_cuda_and_exit_cleanly_without_it(script):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+@pytest.mark.parametrize("script", ["bench_gpu.py", "gpu_checks.py", "gpu_all.sh"])
+def test_the_gpu_scripts_say_they_need_cuda_and_exit_cleanly_without_it(script, tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
+    command = [sys.executable] if script.endswith(".py") else ["bash"]
     proc = subprocess.run(
-        [sys.executable, f"benchmarks/{script}"],
+        [*command, f"benchmarks/{script}", *([str(tmp_path)] if script.endswith(".sh") else [])],
         capture_output=True,
         text=True,
         cwd=REPO,
