@@ -104,7 +104,7 @@ class TrainConfig:
     fuse_peers: bool | Literal["auto"] = "auto"
     #: Deterministic algorithms: ``auto`` is true on the CPU (bit-identical runs and resumes) and
     #: false on CUDA, where ``cudnn.benchmark`` picks the fastest kernels instead. A resume is
-    #: exact whenever this is true.
+    #: exact whenever this is true (tested on the CPU; benchmarks/gpu_checks.py checks CUDA).
     deterministic: bool | Literal["auto"] = "auto"
     #: Under torchrun: synchronise BatchNorm statistics over all ranks, so that N ranks train the
     #: same model as one process with the same global batch (data.batch_size is global). False

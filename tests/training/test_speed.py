@@ -201,3 +201,16 @@ def test_fuse_peers_auto_falls_back_to_separate_peers_where_they_cannot_fuse(
         config, create_method(config.method), data, device=torch.device("cpu"), dist=dist
     )
     assert isinstance(net, FusedPeers) is fuses and (net is model) is not fuses
+
+
+@pytest.mark.parametrize("method", METHODS.list())
+def test_every_method_trains_where_auto_fusing_applies(method, tmp_path, monkeypatch):
+    """What ``fuse_peers: auto`` does on CUDA, forced here on the CPU: fusable peers train
+    fused, the others fall back to separate peers; either way the losses stay finite."""
+    import analysis.training.model_setup as setup
+
+    monkeypatch.setattr(setup, "auto_fuses", lambda *a, **k: True)
+    preset = REPO / "configs" / f"{method}_digits.yaml"
+    config = load_config(preset, [*FEW_STEPS])
+    run = Trainer(config, tmp_path / method, progress=False).fit()
+    assert all(math.isfinite(m["loss"]) for m in read_metrics(run))
