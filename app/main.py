@@ -12,7 +12,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # `streamlit run` only puts app/ itself on the path
     sys.path.insert(0, str(HERE.parent))
 
+from analysis.allocator import pin_allocator  # noqa: E402
 from app import common  # noqa: E402 -- needs the sys.path entry above
+
+pin_allocator()  # `streamlit run` without `collab app`: the same allocator settings
 
 st.set_page_config(page_title="CollabLens", layout="wide")
 page = st.navigation(
