@@ -13,17 +13,16 @@ Two estimators:
 
 Float32 accuracy: the features are centred before the float32 Gram (uncentred float32 Grams
 of ReLU features cancel badly). The unbiased HSIC is exactly invariant to shifting the
-features, so a shift close to the mean (e.g. the first batch's) serves as well as the batch
-mean; everything after the Gram is accumulated in float64.
+features, so a shift close to the mean (e.g. the first batch's, as the CKA probe uses) serves
+as well as the batch mean; everything after the Gram is accumulated in float64.
 
 Speed: the Grams dominate the cost (B x D x B / 2 multiply-adds per layer and batch). On the
-CPU they run as NumPy ``syrk`` calls spread over a small thread pool; see :func:`centred_grams`.
+CPU they run as NumPy ``syrk`` calls spread over a small thread pool; see :func:`gram_matrices`.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,25 +43,8 @@ def flat_features(x: torch.Tensor, pool: bool) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-_scratch = threading.local()
-
-
-def _numpy_centred_gram(a: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
-    """(B, D) -> (B, B); NumPy's ``c @ c.T`` is a BLAS ``syrk``, half a general product's work.
-
-    The shifted copy goes into a per-thread buffer reused across layers and batches: a fresh
-    multi-MB array each time costs page faults under glibc's default allocator settings.
-    """
-    flat = getattr(_scratch, "flat", None)
-    if flat is None or flat.dtype != a.dtype or flat.size < a.size:
-        flat = _scratch.flat = np.empty(a.size, dtype=a.dtype)
-    shift = a.mean(axis=0) if shift is None else shift
-    c = np.subtract(a, shift, out=flat[: a.size].reshape(a.shape))
-    return c @ c.T
-
-
 def _numpy_gram(c: np.ndarray) -> np.ndarray:
-    return c @ c.T
+    return c @ c.T  # NumPy runs c @ c.T as a BLAS syrk: half a general product's work
 
 
 @functools.cache
@@ -77,7 +59,7 @@ def _gram_workers(count: int) -> ThreadPoolExecutor:
 
 def _on_workers(fn, *columns: Sequence) -> torch.Tensor:
     """``stack([fn(*row) for row in zip(*columns)])``, one row per worker thread with
-    single-threaded BLAS (see :func:`centred_grams`)."""
+    single-threaded BLAS (see :func:`gram_matrices`)."""
     workers = min(torch.get_num_threads(), len(columns[0]))
     with _blas_threads().limit(limits=1, user_api="blas"):
         if workers > 1:
@@ -87,54 +69,36 @@ def _on_workers(fn, *columns: Sequence) -> torch.Tensor:
     return torch.from_numpy(np.stack(grams))
 
 
-def centred_grams(
-    xs: Sequence[torch.Tensor], *, pool: bool = False, shifts: Sequence[torch.Tensor] | None = None
-) -> torch.Tensor:
-    """Linear Gram matrices of one batch's centred features, one per layer.
+def centred_grams(xs: Sequence[torch.Tensor], *, pool: bool = False) -> torch.Tensor:
+    """Linear Gram matrices of one batch's batch-centred features, one per layer.
 
     Each activation (B, ...) is flattened per sample to (B, D) (with ``pool``: averaged over
-    the spatial positions to (B, C)), centred and multiplied with itself.
+    the spatial positions to (B, C)), centred and multiplied with itself by
+    :func:`gram_matrices`.
+
+    Args:
+        xs: L activations (B, ...) of the same batch.
+        pool: spatially average (B, C, H, W) -> (B, C) first.
+
+    Returns:
+        (L, B, B) Grams in the features' dtype (float32, or float64 for float64 input).
+    """
+    feats = [flat_features(x, pool) for x in xs]
+    return gram_matrices([f - f.mean(dim=0) for f in feats])
+
+
+def gram_matrices(centred: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(L, B, B) Grams ``c @ c.T`` of L already centred (B, D) feature matrices.
 
     On the CPU the Grams run in NumPy (``syrk``: measured 1.6x faster than ``torch.mm`` for
     B = 100, D = 16384), one layer per worker thread with single-threaded BLAS, using as many
     workers as torch has threads (multi-threaded BLAS spin-waiting next to torch's OpenMP
     threads was several times slower; the BLAS limit is process-wide while this runs).
     Other devices use torch.
-
-    Args:
-        xs: L activations (B, ...) of the same batch.
-        pool: spatially average (B, C, H, W) -> (B, C) first.
-        shifts: optional (D,) vector per layer subtracted instead of the batch mean. The
-            unbiased HSIC is exactly invariant to shifting the features, so any value close to
-            the mean (e.g. the first batch's) keeps float32 accurate and saves a pass.
-
-    Returns:
-        (L, B, B) Grams in the features' dtype (float32, or float64 for float64 input).
     """
-    feats = [flat_features(x, pool) for x in xs]
-    if shifts is not None and len(shifts) != len(feats):
-        raise ValueError(f"got {len(shifts)} shifts for {len(feats)} activations")
-    if any(f.device.type != "cpu" for f in feats):
-        offsets = shifts if shifts is not None else [f.mean(dim=0) for f in feats]
-        return gram_matrices([f - o.to(f) for f, o in zip(feats, offsets)])
-    arrays = [f.numpy() for f in feats]
-    moves = [None] * len(arrays)
-    if shifts is not None:
-        moves = [o.detach().to(f.dtype).cpu().numpy() for f, o in zip(feats, shifts)]
-    return _on_workers(_numpy_centred_gram, arrays, moves)
-
-
-def gram_matrices(centred: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(L, B, B) Grams ``c @ c.T`` of L already centred (B, D) feature matrices (on the CPU as
-    :func:`centred_grams` runs them)."""
     if any(c.device.type != "cpu" for c in centred):
         return torch.stack([c @ c.T for c in centred])
     return _on_workers(_numpy_gram, [c.numpy() for c in centred])
-
-
-def feature_means(xs: Sequence[torch.Tensor], *, pool: bool = False) -> list[torch.Tensor]:
-    """(D,) batch mean of each activation's flattened features: shifts for :func:`centred_grams`."""
-    return [flat_features(x, pool).mean(dim=0) for x in xs]
 
 
 def centred_gram(x: torch.Tensor, *, pool: bool = False) -> torch.Tensor:
@@ -162,7 +126,7 @@ def pairwise_unbiased_hsic(grams: torch.Tensor) -> torch.Tensor:
     k[:, np.arange(n), np.arange(n)] = 0.0
     flat = k.reshape(count, n * n)
     rows = k.sum(axis=2)  # (L, n): K~ 1
-    with _blas_threads().limit(limits=1, user_api="blas"):  # see centred_grams
+    with _blas_threads().limit(limits=1, user_api="blas"):  # see gram_matrices
         trace = flat @ flat.T  # tr(K~ L~) = sum(K~ * L~) for symmetric matrices
         cross = rows @ rows.T
     totals = flat.sum(axis=1)

@@ -150,10 +150,6 @@ def uniform_widths(plan: SearchPlan, budget: int, data: Any) -> list[int]:
     return best
 
 
-def is_search(path: str | Path) -> bool:
-    return (Path(path) / PLAN).is_file()
-
-
 def claim_search(out: str | Path, plan: SearchPlan) -> None:
     """Write the plan into a new or empty ``out``, or check that ``out`` holds this very plan."""
     claim_plan_folder(

@@ -13,7 +13,7 @@ from analysis.errors import CollabError
 from analysis.models.fused import fuse_peers
 from analysis.training.optim import build_optimizer
 from analysis.training.placement import place_peers
-from analysis.training.speed import compile_peers
+from analysis.training.speed import compile_peers, is_deterministic
 from analysis.training.sync_bn import sync_batchnorm
 
 
@@ -64,7 +64,6 @@ def prepare_model(
 def auto_fuses(cfg: Config, device: torch.device, *, placed: bool, dist: Any) -> bool:
     """``train.fuse_peers: auto``: on CUDA, in one process, neither compiled nor deterministic
     (fusing changes float rounding, so an exact run keeps the separate peers)."""
-    deterministic = cfg.train.deterministic
-    exact = deterministic is True or (deterministic == "auto" and device.type != "cuda")
+    exact = is_deterministic(cfg.train.deterministic, device)
     plain = not (dist.active or placed or cfg.train.compile)
     return device.type == "cuda" and plain and not exact

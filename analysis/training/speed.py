@@ -12,6 +12,11 @@ import torch
 from torch import nn
 
 
+def is_deterministic(setting: bool | str, device: torch.device) -> bool:
+    """What ``train.deterministic`` means on ``device``: ``auto`` is true except on CUDA."""
+    return device.type != "cuda" if setting == "auto" else bool(setting)
+
+
 def configure_determinism(setting: bool | str, device: torch.device) -> bool:
     """Apply ``train.deterministic`` and return whether algorithms are deterministic.
 
@@ -19,7 +24,7 @@ def configure_determinism(setting: bool | str, device: torch.device) -> bool:
     kernels instead. True makes resumes exact (the RNG states are saved with the checkpoint);
     on CUDA it also needs cuBLAS's fixed workspace, set here unless already set.
     """
-    on = device.type != "cuda" if setting == "auto" else bool(setting)
+    on = is_deterministic(setting, device)
     if on and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(on, warn_only=True)
