@@ -1,3 +1,3 @@
 """The CollabLens release: recorded in every manifest (see :mod:`analysis.runs.legacy`)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

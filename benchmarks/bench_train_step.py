@@ -1,7 +1,7 @@
 """Training step of MCL-OKD, CL-ILR and D&C as a multiple of a plain ResNet-32 step.
 
     python benchmarks/bench_train_step.py [--methods mcl_okd,cl_ilr,divide_cotrain]
-                                          [--variants default,channels_last,fused]
+                                          [--variants default,nchw,channels_last,fused]
                                           [--rounds 7] [--steps 3] [--batch 64] [--threads 2]
                                           [--set method.option=value ...] [--profile]
                                           [--device cuda]
@@ -42,10 +42,11 @@ the shared 2-core machine, so the shares are rough):
   32 x 32 maps. (MCL-OKD and CL-ILR: 2.96x and 2.30x the multiply-adds, about their times.)
   Adding the shortcut in place (``out.add_(shortcut)`` in ``Bottleneck.forward``, same bits)
   measured 3% off the D&C step; not applied (hooks on ``bn3`` would see the sum).
-* Channels-last (``train.channels_last``, the ``channels_last`` variant): oneDNN's NHWC
-  convolution kernels are ~1.3x faster on these 16-64-channel layers (batch norm and the
-  elementwise ops cost the same). Not bit-identical to NCHW (other reduction order), so it
-  stays an option, off by default.
+* Channels-last (``train.channels_last``; the CPU default since release 0.3, the ``default``
+  variant; ``nchw`` is the layout before it): oneDNN's NHWC convolution kernels are ~1.3x
+  faster on these 16-64-channel layers (batch norm and the elementwise ops cost the same). It
+  rounds differently from NCHW (another reduction order) but is as deterministic: a resumed
+  NHWC run equals an uninterrupted one bit for bit (tests/training/test_trainer.py).
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ from analysis.methods import create_method  # noqa: E402
 from analysis.models import CollaborativeModel, create_model  # noqa: E402
 from analysis.models.fused import fuse_peers  # noqa: E402
 from analysis.training.optim import build_optimizer  # noqa: E402
-from analysis.training.speed import configure_determinism, to_channels_last  # noqa: E402
+from analysis.training.speed import (  # noqa: E402
+    configure_determinism,
+    to_channels_last,
+    uses_channels_last,
+)
 from benchmarks.common import setup  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,13 +103,15 @@ def method_step(
 ):
     """A closure running one training step of method ``name`` and the objects it uses.
 
-    Variants: ``default``; ``channels_last`` does what ``train.channels_last`` makes the
-    trainer do (the model and every batch in NHWC memory order: faster on the CPU, not
-    bit-identical to NCHW); ``fused`` runs the peers of a container of separate peers as one
-    grouped network (:func:`analysis.models.fused.fuse_peers`, ``train.fuse_peers``); None is
-    returned where the method's model cannot be fused.
+    Variants: ``default`` is what the trainer does on ``device`` (``train.channels_last=auto``:
+    the model and every batch in NHWC memory order on the CPU); ``nchw`` and ``channels_last``
+    force the layout (``nchw`` is release 0.2's CPU default); ``fused`` runs the peers of a
+    container of separate peers as one grouped network in the default layout
+    (:func:`analysis.models.fused.fuse_peers`, ``train.fuse_peers``); None is returned where
+    the method's model cannot be fused.
     """
-    channels_last = variant == "channels_last"
+    setting = {"nchw": False, "channels_last": True}.get(variant, "auto")
+    channels_last = uses_channels_last(setting, torch.device(device))
     overrides = SETTINGS[name][0] + overrides
     cfg = load_config(ROOT / "configs" / f"{name}_digits.yaml", overrides)
     method = create_method(cfg.method)
@@ -192,9 +199,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument(
         "--variants",
-        default="default,channels_last,fused",
-        help="comma list of: default, channels_last (train.channels_last), fused "
-        "(train.fuse_peers; methods with separate peers only)",
+        default="default,nchw,fused",
+        help="comma list of: default (the trainer's defaults on --device), nchw, channels_last "
+        "(train.channels_last=false / true), fused (train.fuse_peers; separate peers only)",
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (cudnn.benchmark on)")

@@ -22,7 +22,7 @@ SHIPPED = REPO / "runs"
 def test_shipped_run_is_what_the_zoo_builds(entry):
     run_dir = SHIPPED / entry.name
     assert analysis.runs.is_run(run_dir), f"{entry.name} is missing: run `collab zoo`"
-    expected = load_config(REPO / entry.preset, (*entry.overrides, "train.threads=1")).to_dict()
+    expected = load_config(REPO / entry.preset, (*entry.overrides, *zoo.PINNED)).to_dict()
     assert yaml.safe_load((run_dir / "config.yaml").read_text()) == expected
     weights = sum(p.stat().st_size for p in (run_dir / "checkpoints").glob("*.safetensors"))
     assert weights < 5 * 2**20
@@ -95,7 +95,8 @@ def test_the_sweep_command_trains_the_zoo_plan():
     (entry,) = [e for e in zoo.SWEEPS if e.name == "sweep-textured-shapes"]
     command = entry.command()
     assert command.startswith("collab sweep configs/textured_shapes --grid preset=independent,")
-    assert "--seeds 0,1,2 --out runs/sweep-textured-shapes --set train.threads=1" in command
+    pinned = "--set train.threads=1 --set train.channels_last=false"
+    assert f"--seeds 0,1,2 --out runs/sweep-textured-shapes {pinned}" in command
     assert len(entry.plan().cells()) == 10 and len(entry.plan().seeds) >= 3
 
 

@@ -40,6 +40,7 @@ def _resume_config(out: Path, args: argparse.Namespace):
 
     from analysis.config import config_from_dict, load_config
     from analysis.runs import CONFIG
+    from analysis.runs.legacy import as_trained
 
     saved_path = out / CONFIG
     if not saved_path.is_file():
@@ -47,7 +48,8 @@ def _resume_config(out: Path, args: argparse.Namespace):
             return load_config(args.config, args.overrides)  # killed before anything was saved
         raise CollabError(f"{out} has no {CONFIG} to resume from; start it without --resume")
     try:
-        saved = config_from_dict(yaml.safe_load(saved_path.read_text()))
+        trained = as_trained(yaml.safe_load(saved_path.read_text()), out)
+        saved = config_from_dict(trained)
     except (yaml.YAMLError, UnicodeDecodeError):
         raise CollabError(f"{saved_path} is not readable YAML; the run cannot be resumed") from None
     if args.config or args.overrides:
@@ -56,7 +58,7 @@ def _resume_config(out: Path, args: argparse.Namespace):
             if args.config
             else load_config(saved_path, args.overrides)
         )
-        if given.to_dict() != saved.to_dict():
+        if as_trained(given.to_dict(), out) != as_trained(saved.to_dict(), out):
             raise CollabError(
                 f"the given config differs from the one {out} was trained with; resume without changes"
             )

@@ -92,8 +92,11 @@ class TrainConfig:
     #: Forward passes under autocast in ``bf16`` or ``fp16`` (with a gradient scaler); losses and
     #: KL terms are always computed in float32. ``fp32`` (default) is exact and reproducible.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    #: NHWC weights and inputs (faster convolutions on GPUs with tensor cores).
-    channels_last: bool = False
+    #: NHWC weights and inputs. ``auto`` is true on the CPU, where oneDNN's NHWC convolutions
+    #: made the CIFAR-size training steps 1.2-1.3x faster and the digits presets no slower
+    #: (benchmarks/bench_train_step.py), and false elsewhere (not yet measured on GPUs). Runs
+    #: made before release 0.3 trained in NCHW and resume so (analysis/runs/legacy.py).
+    channels_last: bool | Literal["auto"] = "auto"
     #: ``torch.compile`` each peer (first steps are slow while it compiles).
     compile: bool = False
     #: Run the K same-architecture peers (dml, independent, divide_cotrain; OD students of plain

@@ -13,7 +13,7 @@ from analysis.errors import CollabError
 from analysis.models.fused import fuse_peers
 from analysis.training.optim import build_optimizer
 from analysis.training.placement import place_peers
-from analysis.training.speed import compile_peers, is_deterministic
+from analysis.training.speed import compile_peers, is_deterministic, uses_channels_last
 from analysis.training.sync_bn import sync_batchnorm
 
 
@@ -40,7 +40,7 @@ def prepare_model(
         place_peers(model, cfg.train.peer_devices, home=device)
     if dist.active and cfg.train.sync_bn:
         model = sync_batchnorm(model, device)
-    if cfg.train.channels_last:
+    if uses_channels_last(cfg.train.channels_last, device):
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg.optim, model, weight_decay_scale=method.weight_decay_scale)
     if cfg.train.compile:

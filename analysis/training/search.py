@@ -26,13 +26,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from analysis.config import Config
+from analysis.config import Config, config_from_dict
 from analysis.data import build_dataset
 from analysis.errors import CollabError
 from analysis.methods import create_method
 from analysis.models import count_parameters
 from analysis.models.widen import STAGES, stage_groups, stage_planes, widened_widths
 from analysis.runs import read_manifest
+from analysis.runs.legacy import continued_config
 from analysis.runs.search import (
     SearchPlan,
     append_log,
@@ -107,6 +108,8 @@ class _Search:
 
     def _train(self, config: Config, run: Path, weights=None) -> float | None:
         """Train (or finish) one run; its validation score, or None if it failed."""
+        continued = continued_config(config.to_dict(), run)  # as its release trained it
+        config = config if continued is None else config_from_dict(continued)
         try:
             trainer = Trainer(
                 config, run, callbacks=self.callbacks, progress=self.progress, init_weights=weights

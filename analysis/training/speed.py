@@ -1,7 +1,7 @@
 """Speed switches: determinism or cuDNN autotuning, channels-last memory, torch.compile.
 
-All are off on the CPU by default (``train.deterministic=auto`` is true there), which leaves
-training exactly as it was before the switches existed.
+On the CPU the defaults are deterministic algorithms (exact runs and resumes) in NHWC memory
+order (``train.channels_last=auto``); compilation is off everywhere unless asked for.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ def configure_determinism(setting: bool | str, device: torch.device) -> bool:
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on and device.type == "cuda"
     return on
+
+
+def uses_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """What ``train.channels_last`` means on ``device``: ``auto`` is true on the CPU only."""
+    return device.type == "cpu" if setting == "auto" else bool(setting)
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:

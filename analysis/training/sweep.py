@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
-
+from analysis.config import config_from_dict
 from analysis.errors import CollabError
-from analysis.runs import CONFIG
+from analysis.runs.legacy import continued_config
 from analysis.runs.sweep import SweepPlan, cell_config, claim_sweep, run_path
 from analysis.training.trainer import Trainer
 
@@ -31,11 +30,12 @@ def run_sweep(plan: SweepPlan, out: str | Path, *, progress: bool = False) -> li
     for cell in plan.cells():
         for seed in plan.seeds:
             config, path = cell_config(plan, cell, seed), run_path(out, cell, seed)
-            saved = path / CONFIG
-            if saved.is_file() and yaml.safe_load(saved.read_text()) != config.to_dict():
+            continued = continued_config(config.to_dict(), path)
+            if continued is None:
                 raise CollabError(
                     f"{path} was trained with another config; move it aside to rerun the sweep"
                 )
+            config = config_from_dict(continued)  # as its release trained it (runs.legacy)
             log.info("sweep: %s seed %d -> %s", " ".join(cell), seed, path)
             try:
                 Trainer(config, path, progress=progress).fit(resume=True)

@@ -28,7 +28,7 @@ from analysis.training.model_setup import prepare_model
 from analysis.training.optim import lr_at, set_lr
 from analysis.training.precision import Precision, extra_state, restore_extra_state
 from analysis.training.selection import resolve_metric, score, selection_record
-from analysis.training.speed import configure_determinism, to_channels_last
+from analysis.training.speed import configure_determinism, to_channels_last, uses_channels_last
 from analysis.training.stats import EpochStats, evaluate
 from analysis.training.tensorboard import TensorBoardLog
 
@@ -166,6 +166,7 @@ class Trainer:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.deterministic = configure_determinism(cfg.train.deterministic, self.device)
+        self.channels_last = uses_channels_last(cfg.train.channels_last, self.device)
         dist.check(cfg)
         torch.manual_seed(cfg.train.seed)
         data = self.data = dataset_for(cfg.data, seed=cfg.train.seed)
@@ -216,7 +217,7 @@ class Trainer:
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor) -> CollabOutput:
         """``model(x)`` in the run's memory format and precision, outputs in float32."""
-        if self.config.train.channels_last:
+        if self.channels_last:
             x = to_channels_last(x)
         with self.precision.autocast():
             out = model(x)

@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 
+#: Every zoo run trains on one thread (float reductions then do not depend on the machine's core
+#: count) and in NCHW memory order: the shipped runs were trained before release 0.3 made NHWC
+#: the CPU default (``train.channels_last=auto``), and pinning it rebuilds them bit for bit.
+PINNED = ("train.threads=1", "train.channels_last=false")
+
 
 @dataclass(frozen=True)
 class ZooEntry:
@@ -66,15 +71,15 @@ class SweepEntry:
     about: str = ""
 
     def plan(self) -> SweepPlan:
-        """The plan the zoo trains (one thread per run, like every zoo entry)."""
+        """The plan the zoo trains (:data:`PINNED`, like every zoo entry)."""
         return make_plan(
-            REPO / self.presets, list(self.grid), self.seeds, (*self.overrides, "train.threads=1")
+            REPO / self.presets, list(self.grid), self.seeds, (*self.overrides, *PINNED)
         )
 
     def command(self) -> str:
         """The ``collab sweep`` command that trains the same sweep (from the repository root)."""
         grid = " ".join(f"--grid {g}" for g in self.grid)
-        sets = " ".join(f"--set {o}" for o in (*self.overrides, "train.threads=1"))
+        sets = " ".join(f"--set {o}" for o in (*self.overrides, *PINNED))
         return (
             f"collab sweep {self.presets} {grid} --seeds {self.seeds} --out runs/{self.name} {sets}"
         )
@@ -130,8 +135,7 @@ def build_zoo(
     for entry in ZOO:
         if only and entry.name not in only:
             continue
-        # One thread: float reductions then do not depend on the machine's core count.
-        config = load_config(REPO / entry.preset, (*entry.overrides, "train.threads=1"))
+        config = load_config(REPO / entry.preset, (*entry.overrides, *PINNED))
         final, tmp = root / entry.name, root / f".{entry.name}.building"
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("building %s from %s", entry.name, entry.preset)

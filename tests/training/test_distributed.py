@@ -20,7 +20,10 @@ from tests.conftest import DML_PRESET, REPO
 
 #: Short and gentle enough that float32 rounding (which differs between 2 half-batches and one
 #: whole batch, as between 1 and 2 threads) is not amplified beyond 1e-5 by the training itself.
+#: NCHW: the CPU's NHWC batch norm sums in float32 one element after another (~1e-5 relative
+#: here, against ~1e-7; benchmarks/layout_accuracy.py), which would hide this agreement.
 DDP = (
+    "train.channels_last=false",
     "model.arch=test_cnn",
     "model.options={}",
     "train.epochs=2",
@@ -81,6 +84,16 @@ def test_two_ranks_train_the_single_process_run(two_ranks, tmp_path):
         assert a["ensemble_acc"] == pytest.approx(b["ensemble_acc"], abs=1e-9)
     assert read_manifest(two_ranks)["status"] == "complete"
     assert (two_ranks / "tb").is_dir()
+
+
+def test_two_ranks_train_the_single_process_run_in_nhwc(tmp_path):
+    """The CPU default layout under torchrun: the same model, up to NHWC batch norm rounding."""
+    two = tmp_path / "two"
+    proc = train_cli(two, "--set", "train.channels_last=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = load_config(DML_PRESET, (*DDP, "train.channels_last=true"))
+    one = Trainer(config, tmp_path / "one", progress=False).fit()
+    assert max_diff(two, one) <= 1e-4
 
 
 KILLER = textwrap.dedent(
