@@ -35,7 +35,11 @@ the shared 2-core machine, so the shares are rough):
   the einsum's copy of them into batch-major order (``aten::copy_`` ~2-3%; removed by
   ``MemoryBank.gather``, bit-identical), the score products (``bmm`` ~2%) and drawing 256
   distinct negatives per sample out of 50,000 rows (``uniform_`` + ``topk`` ~2.5%, kept:
-  it is the authors' sampler and its random stream).
+  the same draws as before, for the same seed). The gather's 34 MB result is above glibc's
+  pinned mmap threshold (32 MB), so a fresh one page-faulted in every step: 23-35 ms a
+  step for a 5-6 ms copy. ``MemoryBank.gather`` now copies into a buffer it keeps
+  (``index_select(out=)``; bit-identical): the NHWC step 2.31x -> 2.28x (2 threads),
+  2.44x -> 2.32x (1 thread).
 * D&C ResNet-110/2 (width 12, two views): 2.73x a ResNet-32's convolution multiply-adds but
   ~6.9x its time; convolutions 58% (mostly 1x1 bottleneck convolutions of low arithmetic
   intensity), batch norm 21%, residual add and ReLU 12-14%: memory-bound work on 48-channel

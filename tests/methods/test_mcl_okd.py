@@ -146,6 +146,24 @@ def test_distinct_draws_are_distinct_and_in_range_in_any_chunking():
     assert counts.min() > 1050 and counts.max() < 1350  # uniform: 1200 each
 
 
+def test_gather_copies_the_rows_batch_major_into_one_reused_buffer():
+    bank = MemoryBank(branches=3, dim=8, momentum=0.5)
+    bank.ensure(torch.arange(50))
+    pointers = []
+    for seed in (0, 1):
+        rows = torch.randint(0, 50, (4, 6), generator=torch.Generator().manual_seed(seed))
+        got = bank.gather(rows)
+        expected = bank.vectors.permute(1, 0, 2)[rows].permute(0, 2, 1, 3)  # (B, K, S, D)
+        assert got.shape == (4, 3, 6, 8) and torch.equal(got, expected)
+        pointers.append(got.data_ptr())
+    assert pointers[0] == pointers[1]  # the second call wrote into the first call's buffer
+    emb = F.normalize(torch.randn(3, 4, 8), dim=-1).requires_grad_()
+    loss = bank_nce(bank.gather(rows), emb, tau=0.1, batch_major=True)
+    bank.gather(rows.flip(0))  # overwrites the rows the first loss's graph holds
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_bank_nce_matches_the_reference_formula():
     torch.manual_seed(1)
     rows = F.normalize(torch.randn(3, 4, 6, 8), dim=-1)
