@@ -34,9 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
+from analysis.layout import to_channels_last  # noqa: E402
 from analysis.models import CollaborativeModel, create_model  # noqa: E402
 from analysis.probes.cka import CKAConsumer, cka_layers, cka_probe  # noqa: E402
 from analysis.probes.hooks import capture  # noqa: E402
+from analysis.probes.model_state import in_layout  # noqa: E402
 from analysis.probes.shared_pass import Batch  # noqa: E402
 from benchmarks.common import setup  # noqa: E402
 
@@ -78,6 +80,14 @@ def forward_alone(model: CollaborativeModel, data: Dataset, batch: int) -> None:
         model(x)
 
 
+@torch.no_grad()
+def forward_nhwc(model: CollaborativeModel, data: Dataset, batch: int) -> None:
+    """The forward pass in the probe's own memory order on the CPU (NHWC, analysis.layout)."""
+    with in_layout(model, True):
+        for x, _ in DataLoader(data, batch_size=batch):
+            model(to_channels_last(x))
+
+
 def run_probe(model: CollaborativeModel, layers: list[str], data: Dataset, batch: int):
     return cka_probe(model, data, layers=layers, batch_size=batch)
 
@@ -94,7 +104,7 @@ def time_ratio(args: argparse.Namespace) -> None:
     data = NoiseImages(args.n)
     forward_alone(model, NoiseImages(2 * args.batch), args.batch)  # warm-up
     run_probe(model, layers, NoiseImages(2 * args.batch), args.batch)
-    fwd, cka, fwd_cpu, cka_cpu = [], [], [], []
+    fwd, cka, fwd_cpu, cka_cpu, nhwc = [], [], [], [], []
     for _ in range(args.repeats):
         wall, cpu, _ = timed(lambda: forward_alone(model, data, args.batch))
         fwd.append(wall)
@@ -102,11 +112,13 @@ def time_ratio(args: argparse.Namespace) -> None:
         wall, cpu, result = timed(lambda: run_probe(model, layers, data, args.batch))
         cka.append(wall)
         cka_cpu.append(cpu)
+        nhwc.append(timed(lambda: forward_nhwc(model, data, args.batch))[0])
     print(
         f"N={args.n} batch={args.batch} threads={args.threads} layers={len(result.layers)} "
         f"cross pairs={result.block(0, 1).numel()} samples={result.num_samples}"
     )
-    for label, times in (("forward alone", fwd), ("CKA probe    ", cka)):
+    rows = (("forward alone", fwd), ("forward NHWC ", nhwc), ("CKA probe    ", cka))
+    for label, times in rows:
         runs = ", ".join(f"{t:.2f}" for t in times)
         print(
             f"{label}: median {statistics.median(times):.2f} s, min {min(times):.2f} s  (runs: {runs})"
@@ -116,6 +128,8 @@ def time_ratio(args: argparse.Namespace) -> None:
         f"ratio CKA / forward: {statistics.median(cka) / statistics.median(fwd):.3f} (medians), "
         f"{paired:.3f} (median of paired runs), {min(cka) / min(fwd):.3f} (minima)  target <= 1.25"
     )
+    own = statistics.median(c / f for c, f in zip(cka, nhwc))
+    print(f"ratio CKA / forward in the probe's own NHWC order: {own:.3f} (median of paired runs)")
     print(
         f"process CPU time ratio (less sensitive to other jobs on the machine): "
         f"{statistics.median(cka_cpu) / statistics.median(fwd_cpu):.3f}"

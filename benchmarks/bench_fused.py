@@ -45,10 +45,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from analysis.config import ModelConfig  # noqa: E402
+from analysis.layout import to_channels_last  # noqa: E402
 from analysis.methods import METHODS, create_method  # noqa: E402
 from analysis.models.fused import fuse_peers  # noqa: E402
 from analysis.training.precision import Precision  # noqa: E402
-from analysis.training.speed import configure_determinism, to_channels_last  # noqa: E402
+from analysis.training.speed import configure_determinism  # noqa: E402
 from benchmarks.bench_train_step import timed  # noqa: E402
 from benchmarks.common import setup  # noqa: E402
 

@@ -36,9 +36,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from analysis.config import load_config  # noqa: E402
+from analysis.layout import to_channels_last  # noqa: E402
 from analysis.methods import METHODS, create_method  # noqa: E402
 from analysis.training.precision import Precision  # noqa: E402
-from analysis.training.speed import compile_peers, configure_determinism, to_channels_last  # noqa: E402
+from analysis.training.speed import compile_peers, configure_determinism  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPE = SimpleNamespace(num_classes=100, in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3)

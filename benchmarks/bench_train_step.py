@@ -73,15 +73,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from analysis.config import load_config  # noqa: E402
+from analysis.layout import to_channels_last, uses_channels_last  # noqa: E402
 from analysis.methods import create_method  # noqa: E402
 from analysis.models import CollaborativeModel, create_model  # noqa: E402
 from analysis.models.fused import fuse_peers  # noqa: E402
 from analysis.training.optim import build_optimizer  # noqa: E402
-from analysis.training.speed import (  # noqa: E402
-    configure_determinism,
-    to_channels_last,
-    uses_channels_last,
-)
+from analysis.training.speed import configure_determinism  # noqa: E402
 from benchmarks.common import setup  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from analysis.errors import CollabError
-from analysis.probes.model_state import eval_mode, on_device
+from analysis.probes.model_state import eval_mode, on_device, probe_layout
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,14 @@ def collect_predictions(
         raise CollabError("the dataset has no samples; pick a split or dataset that is not empty")
     device = torch.device(device)
     peer_chunks, ensemble_chunks, label_chunks = [], [], []
-    with eval_mode(model), on_device(model, device), torch.no_grad():
+    with (
+        eval_mode(model),
+        on_device(model, device),
+        probe_layout(model, device) as lay,
+        torch.no_grad(),
+    ):
         for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            out = model(images.to(device))
+            out = model(lay(images.to(device)))
             peer_chunks.append(out.peer_logits.float().cpu())
             ensemble_chunks.append(out.ensemble_logits.float().cpu())
             label_chunks.append(torch.as_tensor(labels).long().cpu())

@@ -30,15 +30,24 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from analysis.layout import is_channels_last
+
 #: The unbiased HSIC divides by n (n - 3): batches need at least 4 samples.
 MIN_BATCH = 4
 
 
 def flat_features(x: torch.Tensor, pool: bool) -> torch.Tensor:
-    """(B, ...) activations -> (B, D) float features (spatially averaged first with ``pool``)."""
+    """(B, ...) activations -> (B, D) float features (spatially averaged first with ``pool``).
+
+    An NHWC activation (the CPU's probe pass, :mod:`analysis.layout`) is flattened in its own
+    (H, W, C) order, a view rather than a copy: Grams, and so CKA and HSIC, do not depend on
+    the order of the features.
+    """
     x = x.detach()
     if pool and x.dim() > 2:
-        x = x.flatten(2).mean(dim=2)
+        x = x.flatten(2).mean(dim=2) if not is_channels_last(x) else x.mean(dim=(2, 3))
+    elif is_channels_last(x):
+        x = x.permute(0, 2, 3, 1)
     x = x.reshape(x.shape[0], -1)
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 

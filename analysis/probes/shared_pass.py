@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from analysis.errors import CollabError
 from analysis.probes.hooks import capture
-from analysis.probes.model_state import eval_mode, on_device
+from analysis.probes.model_state import eval_mode, on_device, probe_layout
 
 
 class Consumer(Protocol):
@@ -78,11 +78,16 @@ def run_pass(
     indices = torch.arange(n)
     loader = DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=batch_size)
     hooks = capture(model, layers, stream=stream)
-    with eval_mode(model), on_device(model, device), hooks as acts:
+    with (
+        eval_mode(model),
+        on_device(model, device),
+        probe_layout(model, device) as lay,
+        hooks as acts,
+    ):
         start = 0
         for x, y in tqdm(loader, desc="probing", disable=not progress, leave=False):
             b = x.shape[0]
-            out = model(x.to(device))
+            out = model(lay(x.to(device)))
             batch = Batch(x, torch.as_tensor(y), indices[start : start + b], out)
             for consumer in consumers:
                 consumer.update(acts, batch)

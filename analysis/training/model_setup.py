@@ -10,10 +10,11 @@ from torch import nn
 
 from analysis.config import Config
 from analysis.errors import CollabError
+from analysis.layout import uses_channels_last
 from analysis.models.fused import fuse_peers
 from analysis.training.optim import build_optimizer
 from analysis.training.placement import place_peers
-from analysis.training.speed import compile_peers, is_deterministic, uses_channels_last
+from analysis.training.speed import compile_peers, is_deterministic
 from analysis.training.sync_bn import sync_batchnorm
 
 

@@ -1,7 +1,8 @@
-"""Speed switches: determinism or cuDNN autotuning, channels-last memory, torch.compile.
+"""Speed switches: determinism or cuDNN autotuning, and torch.compile.
 
-On the CPU the defaults are deterministic algorithms (exact runs and resumes) in NHWC memory
-order (``train.channels_last=auto``); compilation is off everywhere unless asked for.
+On the CPU the defaults are deterministic algorithms (exact runs and resumes), in NHWC memory
+order (``train.channels_last=auto``, :mod:`analysis.layout`); compilation is off everywhere
+unless asked for.
 """
 
 from __future__ import annotations
@@ -31,21 +32,6 @@ def configure_determinism(setting: bool | str, device: torch.device) -> bool:
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on and device.type == "cuda"
     return on
-
-
-def uses_channels_last(setting: bool | str, device: torch.device) -> bool:
-    """What ``train.channels_last`` means on ``device``: ``auto`` is true on the CPU only."""
-    return device.type == "cpu" if setting == "auto" else bool(setting)
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Images in NHWC memory order: (B, C, H, W), or per-peer views (K, B, C, H, W) whose every
-    view ``x[k]`` is channels-last. Other shapes are returned unchanged."""
-    if x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    if x.dim() == 5:
-        return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-    return x
 
 
 def compile_peers(model: nn.Module) -> None:

@@ -17,6 +17,7 @@ from analysis.data import MultiView, augment_for, dataset_for
 from analysis.data.validation import LabelledSubset, split_validation
 from analysis.device import pick_device
 from analysis.errors import CollabError
+from analysis.layout import to_channels_last, uses_channels_last
 from analysis.methods import create_method
 from analysis.models import CollabOutput
 from analysis.runs import Claim, load_resume
@@ -28,7 +29,7 @@ from analysis.training.model_setup import prepare_model
 from analysis.training.optim import lr_at, set_lr
 from analysis.training.precision import Precision, extra_state, restore_extra_state
 from analysis.training.selection import resolve_metric, score, selection_record
-from analysis.training.speed import configure_determinism, to_channels_last, uses_channels_last
+from analysis.training.speed import configure_determinism
 from analysis.training.stats import EpochStats, evaluate
 from analysis.training.tensorboard import TensorBoardLog
 

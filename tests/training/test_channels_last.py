@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 
 import analysis
 from analysis.config import load_config
+from analysis.layout import uses_channels_last
 from analysis.runs import read_metrics
 from analysis.runs.legacy import continued_config
 from analysis.training import Trainer
-from analysis.training.speed import uses_channels_last
 from tests.conftest import DML_PRESET, REPO, TINY, run_cli
 from tests.training.test_trainer import KILLER
 

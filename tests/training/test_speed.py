@@ -11,12 +11,13 @@ import yaml
 from safetensors.torch import load_file
 
 from analysis.config import load_config
+from analysis.layout import to_channels_last
 from analysis.methods import METHODS
 from analysis.models import CollabOutput
 from analysis.runs import load_run, read_metrics, read_tensors
 from analysis.training import Trainer
 from analysis.training.precision import Precision, extra_state, restore_extra_state
-from analysis.training.speed import configure_determinism, to_channels_last
+from analysis.training.speed import configure_determinism
 from tests.conftest import DML_PRESET, REPO, TINY
 
 FEW_STEPS = (
