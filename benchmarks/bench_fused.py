@@ -28,16 +28,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-
-ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
-if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in ALLOCATOR.items()):
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR})
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

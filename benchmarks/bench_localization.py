@@ -21,15 +21,9 @@ over rounds, and each ratio is the median of per-round ratios to the same round'
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
-
-# glibc reads its allocator variables when the process starts: restart once with them set.
-_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
-if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in _ALLOCATOR.items()):
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_ALLOCATOR})
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

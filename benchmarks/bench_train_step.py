@@ -56,16 +56,10 @@ the shared 2-core machine, so the shares are rough):
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
-
-# glibc reads the allocator variables at start-up only: re-run this script with them set.
-ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
-if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in ALLOCATOR.items()):
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR})
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

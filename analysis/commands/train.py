@@ -48,8 +48,7 @@ def _resume_config(out: Path, args: argparse.Namespace):
             return load_config(args.config, args.overrides)  # killed before anything was saved
         raise CollabError(f"{out} has no {CONFIG} to resume from; start it without --resume")
     try:
-        trained = as_trained(yaml.safe_load(saved_path.read_text()), out)
-        saved = config_from_dict(trained)
+        saved = config_from_dict(as_trained(yaml.safe_load(saved_path.read_text()), out))
     except (yaml.YAMLError, UnicodeDecodeError):
         raise CollabError(f"{saved_path} is not readable YAML; the run cannot be resumed") from None
     if args.config or args.overrides:
@@ -58,7 +57,8 @@ def _resume_config(out: Path, args: argparse.Namespace):
             if args.config
             else load_config(saved_path, args.overrides)
         )
-        if as_trained(given.to_dict(), out) != as_trained(saved.to_dict(), out):
+        # the saved config is complete; the given one may leave out what its release implied
+        if as_trained(given.to_dict(), out) != saved.to_dict():
             raise CollabError(
                 f"the given config differs from the one {out} was trained with; resume without changes"
             )

@@ -2,8 +2,8 @@
 
 The probe streams the minibatch estimator of :mod:`analysis.probes.hsic` over one pass: per
 batch one Gram per distinct layer, centred by the first batch's means while the forward pass
-runs (a layer whose mean drifts away is re-centred, see :meth:`CKAConsumer._grams`), then every layer x layer HSIC at
-once. :func:`~analysis.probes.hsic.linear_cka` is the exact full-batch form.
+runs (a layer whose mean drifts away is re-centred, see :meth:`CKAConsumer._grams`), then
+every layer x layer HSIC at once. :func:`~analysis.probes.hsic.linear_cka` is the exact full-batch form.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Runs made by an older CollabLens load as they were trained.
 
 Release 0.2 made the authors' networks the defaults (see the README's methods table); release
-0.3 trains in NHWC memory order on the CPU (``train.channels_last=auto``). A run
-folder records its config, but an option the older release did not have, or left out at its
-default, is absent from it, and absent means "today's default" — which would build a different network for the same weights.
+0.3 trains in NHWC memory order on the CPU (``train.channels_last=auto``). A run folder
+records its config, but an option the older release did not have, or left out at its default,
+is absent from it, and absent means "today's default" — which would build a different network
+for the same weights, or continue a run in another memory order.
 :func:`restore_defaults` fills each such absent option with the value the older release used,
 for runs whose manifest names an older ``collablens`` version.
 """
