@@ -8,7 +8,9 @@ A ResNet-d has (d - 2) / 6 basic blocks or (d - 2) / 9 bottleneck blocks per sta
 Conventions (they fix the parameter counts the tests check):
 
 * every convolution is bias-free and followed by its own BN (post-activation ResNet v1);
-* ReLUs are separate, non-inplace modules, so a hook on any module sees exactly its output;
+* ReLUs are separate, non-inplace modules, so a hook on any module sees exactly its output
+  (a block forms its residual sum in place only while no hook watches its last BN or ReLU:
+  :func:`~analysis.models.residual.residual_relu`);
 * a block whose input and output shapes differ gets a projection shortcut, 1x1 conv + BN
   ("option B"). For bottleneck networks this includes the first block of stage 1, whose
   input has ``width`` channels and output ``4 * width``;
@@ -47,6 +49,7 @@ from analysis.models.base import (
     stage_widths,
 )
 from analysis.models.factory import MODELS, register_variant
+from analysis.models.residual import residual_relu
 
 BLOCK_TYPES = ("basic", "bottleneck")
 
@@ -94,7 +97,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu2(out + self.shortcut(x))
+        return residual_relu(out, self.shortcut(x), last=self.bn2, relu=self.relu2)
 
 
 class Bottleneck(nn.Module):
@@ -126,7 +129,7 @@ class Bottleneck(nn.Module):
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu3(out + self.shortcut(x))
+        return residual_relu(out, self.shortcut(x), last=self.bn3, relu=self.relu3)
 
 
 def blocks_per_stage(depth: int, block: str) -> int:

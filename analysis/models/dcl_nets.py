@@ -39,6 +39,7 @@ from analysis.models.base import (
 from analysis.models.cifar_resnet import BasicBlock, shortcut
 from analysis.models.dcl import DCLConv, auto_branch_width, check_fusion
 from analysis.models.factory import register_variant
+from analysis.models.residual import residual_relu
 from analysis.models.vgg import CONFIGS
 
 
@@ -143,7 +144,7 @@ class DCLBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(self.dcl(x)))
-        return self.relu2(out + self.shortcut(x))
+        return residual_relu(out, self.shortcut(x), last=self.bn2, relu=self.relu2)
 
 
 def dcl_resnet8_net(

@@ -37,6 +37,7 @@ from analysis.errors import CollabError
 from analysis.models.base import CIFAR_PROBE_LAYERS, StagedNet, dc_init, pooled_classifier
 from analysis.models.cifar_resnet import shortcut
 from analysis.models.factory import register_variant
+from analysis.models.residual import residual_relu
 
 STAGE_OUT = (256, 512, 1024)
 
@@ -81,7 +82,7 @@ class ResNeXtBlock(nn.Module):
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu3(out + self.shortcut(x))
+        return residual_relu(out, self.shortcut(x), last=self.bn3, relu=self.relu3)
 
 
 def resnext_net(

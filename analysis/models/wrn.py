@@ -33,6 +33,7 @@ from analysis.models.base import (
 )
 from analysis.models.cifar_resnet import shortcut
 from analysis.models.factory import register_variant
+from analysis.models.residual import residual_relu
 
 # (planes per unit of widen, stride) of the three stages.
 WRN_STAGES = ((16, 1), (32, 2), (64, 2))
@@ -86,7 +87,7 @@ class PostActWideBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.dropout(self.relu1(self.bn1(self.conv1(x))))
         out = self.bn2(self.conv2(out))
-        return self.relu2(out + self.shortcut(x))
+        return residual_relu(out, self.shortcut(x), last=self.bn2, relu=self.relu2)
 
 
 def wrn_net(
