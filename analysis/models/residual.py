@@ -20,20 +20,23 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _module
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-_GLOBAL_HOOK_DICTS = (
-    "_global_forward_hooks",
-    "_global_forward_pre_hooks",
-    "_global_backward_hooks",
-    "_global_backward_pre_hooks",
+# The dicts torch keeps hooks in (mutated in place, so references stay current). Looked up at
+# import, so that a torch release that renames them fails here instead of hiding hooks.
+_GLOBAL_HOOKS = tuple(
+    getattr(_module, f"_global_{kind}")
+    for kind in ("forward_hooks", "forward_pre_hooks", "backward_hooks", "backward_pre_hooks")
 )
 
 
 def hooked(module: nn.Module) -> bool:
     """Whether a hook on ``module`` (or a global module hook) could see its output."""
-    if any(getattr(_module, name, None) for name in _GLOBAL_HOOK_DICTS):
-        return True
-    return any(getattr(module, name, None) for name in _HOOK_DICTS)
+    return bool(
+        any(_GLOBAL_HOOKS)
+        or module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    )
 
 
 def residual_relu(

@@ -22,16 +22,22 @@ def test_the_sum_is_written_into_the_batch_norms_output_when_nothing_watches() -
     assert torch.equal(result, expected)
 
 
+def _hook(where: str, kind: str, bn: nn.Module, relu: nn.Module):
+    """Register a no-op hook of ``kind`` on the BN, the ReLU or every module; its handle."""
+    if where == "global":
+        return getattr(nn.modules.module, f"register_module_{kind}")(lambda *a: None)
+    return getattr({"last": bn, "relu": relu}[where], f"register_{kind}")(lambda *a: None)
+
+
 @pytest.mark.parametrize("where", ["last", "relu", "global"])
-def test_any_hook_keeps_the_batch_norms_output_intact(where: str) -> None:
+@pytest.mark.parametrize(
+    "kind", ["forward_hook", "forward_pre_hook", "full_backward_hook", "full_backward_pre_hook"]
+)
+def test_any_hook_keeps_the_batch_norms_output_intact(where: str, kind: str) -> None:
     bn, relu = nn.BatchNorm2d(4), nn.ReLU()
     out, shortcut = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
     kept = out.clone()
-    handle = (
-        nn.modules.module.register_module_forward_hook(lambda *a: None)
-        if where == "global"
-        else {"last": bn, "relu": relu}[where].register_forward_hook(lambda *a: None)
-    )
+    handle = _hook(where, kind, bn, relu)
     try:
         assert hooked(bn) or hooked(relu)
         result = residual_relu(out, shortcut, last=bn, relu=relu)
