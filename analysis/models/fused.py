@@ -4,15 +4,20 @@ Horizontal fusion (as in HFTA, Wang et al., MLSys 2021): the K peers of a
 :class:`~analysis.models.collaborative.CollaborativeModel` run as one network whose channels
 are the K peers' channels side by side, peer-major (``[peer 0's C | peer 1's C | ...]``):
 every ``Conv2d`` becomes one convolution with ``groups = K * groups`` over the concatenated
-weights, every ``BatchNorm2d`` one batch norm over K·C channels (running statistics are
-written back to each peer's own buffers), every ``Linear`` one batched matrix product, and
-channel-wise modules (ReLU, pooling, dropout, flatten) apply unchanged.
+weights, every ``BatchNorm2d`` one batch norm over K·C channels (updating the K peers'
+running statistics in place), every ``Linear`` one batched matrix product, and channel-wise
+modules (ReLU, pooling, dropout, flatten) apply unchanged.
 
 :func:`fuse_peers` returns a :class:`FusedPeers` *view* of the container (a
 ``CollaborativeModel``, or the students of an ``OnlineTeacherModel``, whose teacher then reads
-the fused last feature map): it owns no parameters or buffers (the concatenated weights are
-built from the peers' own parameters at every forward, so gradients, the optimizer, checkpoints, ``state_dict`` keys and
-``model.peer(i)`` are those of the container, unchanged). Its ``forward`` has the container's
+the fused last feature map): it owns no parameters or buffers. Fusing moves the K peers'
+tensors of every layer into one fused tensor (:class:`~analysis.models.fused_storage
+.SharedStorage`): each parameter and buffer stays the same object, now a view of that
+tensor, so no weight is copied at a forward and no statistic copied back; gradients reach
+each peer's own ``.grad``, and the optimizer, checkpoints, ``state_dict`` keys and
+``model.peer(i)`` are those of the container, unchanged. (Gradients arrive through
+``backward``; ``torch.autograd.grad`` with respect to the peers' parameters sees no path
+through the fused view.) Its ``forward`` has the container's
 contract: images (B, C, H, W) or per-peer views (K, B, C, H, W) -> :class:`CollabOutput`.
 Results equal the unfused model's up to float rounding (not bit for bit); dropout draws
 differ from the unfused model's because the mask is drawn over all peers at once.
@@ -34,6 +39,7 @@ from analysis.errors import CollabError
 from analysis.models.base import StagedNet
 from analysis.models.cifar_resnet import BasicBlock, Bottleneck
 from analysis.models.collaborative import CollaborativeModel
+from analysis.models.fused_storage import SharedStorage
 from analysis.models.online_teacher import OnlineTeacherModel, map_and_logits
 from analysis.models.output import CollabOutput
 
@@ -62,40 +68,43 @@ class FusedConv2d(nn.Module):
             raise CollabError("fused peers support zero-padded convolutions with numeric padding")
         self.peers = list(convs)  # a plain list: the parameters stay the peers' own
         self.groups = len(convs) * c.groups
+        self.shared_weight = SharedStorage(convs, "weight")
+        self.shared_bias = None if c.bias is None else SharedStorage(convs, "bias")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.peers[0]
-        weight = torch.cat([p.weight for p in self.peers])
-        bias = None if c.bias is None else torch.cat([p.bias for p in self.peers])
+        bias = None if self.shared_bias is None else self.shared_bias.fused()
+        weight = self.shared_weight.fused()
         return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, self.groups)
 
 
 class FusedBatchNorm2d(nn.Module):
-    """K batch norms as one over K·C channels; running statistics go back to each peer."""
+    """K batch norms as one over K·C channels, updating the peers' running statistics."""
 
     def __init__(self, norms: Sequence[nn.BatchNorm2d]) -> None:
         super().__init__()
         self.peers = list(norms)
+        self.shared = {
+            name: SharedStorage(norms, name, stack=name == "num_batches_tracked")
+            for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+            if getattr(norms[0], name) is not None
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bn, peers = self.peers[0], self.peers
+        bn, shared = self.peers[0], self.shared
         tracked = bn.track_running_stats and bn.running_mean is not None
         factor = 0.0 if bn.momentum is None else bn.momentum
-        if bn.training and tracked:  # one foreach launch each, not K (GPU steps are launch-bound)
-            torch._foreach_add_([p.num_batches_tracked for p in peers], 1)
+        if bn.training and tracked:  # the peers' counters are views of one (K,) tensor
+            shared["num_batches_tracked"].fused().add_(1)
             if bn.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
                 factor = 1.0 / float(bn.num_batches_tracked)
         use_batch = bn.training or not tracked
-        mean = torch.cat([p.running_mean for p in peers]) if tracked else None
-        var = torch.cat([p.running_var for p in peers]) if tracked else None
-        weight = torch.cat([p.weight for p in peers]) if bn.affine else None
-        bias = torch.cat([p.bias for p in peers]) if bn.affine else None
-        out = F.batch_norm(x, mean, var, weight, bias, use_batch, factor, bn.eps)
-        if use_batch and tracked:  # F.batch_norm updated the concatenated copies
-            with torch.no_grad():
-                own = [p.running_mean for p in peers] + [p.running_var for p in peers]
-                torch._foreach_copy_(own, [*mean.chunk(len(peers)), *var.chunk(len(peers))])
-        return out
+        # F.batch_norm updates the fused running statistics in place: the peers' own views.
+        mean = shared["running_mean"].fused() if tracked else None
+        var = shared["running_var"].fused() if tracked else None
+        weight = shared["weight"].fused() if bn.affine else None
+        bias = shared["bias"].fused() if bn.affine else None
+        return F.batch_norm(x, mean, var, weight, bias, use_batch, factor, bn.eps)
 
 
 class FusedLinear(nn.Module):
@@ -104,13 +113,16 @@ class FusedLinear(nn.Module):
     def __init__(self, linears: Sequence[nn.Linear]) -> None:
         super().__init__()
         self.peers = list(linears)
+        self.shared_weight = SharedStorage(linears, "weight", stack=True)  # (K, C, D)
+        bias = linears[0].bias is not None
+        self.shared_bias = SharedStorage(linears, "bias", stack=True) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = len(self.peers)
-        weight = torch.stack([p.weight for p in self.peers])  # (K, C, D)
+        weight = self.shared_weight.fused()
         out = torch.einsum("bkd,kcd->bkc", x.reshape(x.shape[0], k, -1), weight)
-        if self.peers[0].bias is not None:
-            out = out + torch.stack([p.bias for p in self.peers])
+        if self.shared_bias is not None:
+            out = out + self.shared_bias.fused()
         return out.reshape(x.shape[0], -1)
 
 

@@ -18,7 +18,7 @@ from analysis.runs import load_run, read_metrics, read_tensors
 from analysis.training import Trainer
 from analysis.training.precision import Precision, extra_state, restore_extra_state
 from analysis.training.speed import configure_determinism
-from tests.conftest import DML_PRESET, REPO, TINY
+from tests.conftest import DML_PRESET, REPO, TINY, run_cli
 
 FEW_STEPS = (
     "train.epochs=1",
@@ -155,6 +155,25 @@ def test_fused_peers_train_the_same_model_up_to_rounding(tmp_path):
     weights = [k for k in a if k.startswith("model.")]
     assert weights == [k for k in b if k.startswith("model.")]
     assert max((a[k].double() - b[k].double()).abs().max().item() for k in weights) < 1e-4
+
+
+def test_a_killed_fused_run_resumes_bit_for_bit(tmp_path):
+    """The peers' tensors live in fused storage during a fused run; a checkpoint still holds
+    each peer's own weights, and a run killed mid-epoch resumes to the uninterrupted weights."""
+    from tests.training.test_trainer import KILLER
+
+    sets = [*TINY, "model.arch=resnet8", "model.options={width: 4}", "train.fuse_peers=true"]
+    whole = Trainer(load_config(DML_PRESET, sets), tmp_path / "whole", progress=False).fit()
+    out = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, str(DML_PRESET), str(out), *sets], cwd=REPO
+    )
+    assert proc.returncode == -9
+    resumed = run_cli("train", "--out", str(out), "--resume", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert same_weights(
+        whole / "checkpoints/last.safetensors", out / "checkpoints/last.safetensors"
+    )
 
 
 def test_fused_peers_refuse_what_they_cannot_combine_with(tmp_path):
