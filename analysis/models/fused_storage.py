@@ -44,6 +44,9 @@ class SharedStorage:
     def __init__(self, modules: Sequence[nn.Module], name: str, *, stack: bool = False) -> None:
         self.modules = list(modules)
         self.name = name
+        # The dicts the modules keep the tensor in (read directly: nn.Module.__getattr__ is
+        # slow, and this runs for every fused tensor at every step).
+        self._homes = [m._parameters if name in m._parameters else m._buffers for m in modules]
         self.stack = stack
         self._fused: torch.Tensor | None = None
         self._key: list[tuple[int, int, bool]] = []
@@ -51,7 +54,7 @@ class SharedStorage:
     @property
     def tensors(self) -> list[torch.Tensor]:
         """The peers' tensors as the modules hold them now."""
-        return [getattr(m, self.name) for m in self.modules]
+        return [home[self.name] for home in self._homes]
 
     def _current_key(self) -> list[tuple[int, int, bool]]:
         return [(id(t), t.data_ptr(), t.requires_grad) for t in self.tensors]
