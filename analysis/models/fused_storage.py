@@ -119,4 +119,6 @@ def _fused_geometry(
         stride = torch.empty(shape).stride() if shape else ()
     if stack:
         return (k, *shape), (first.numel(), *stride)
-    return (k * shape[0], *shape[1:]), stride
+    # Dimension 0's stride as the outermost one (a size-1 dimension may carry any stride).
+    outer = first.numel() // shape[0] if shape[0] else 1
+    return (k * shape[0], *shape[1:]), (outer, *stride[1:])

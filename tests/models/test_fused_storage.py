@@ -140,3 +140,13 @@ def test_shared_storage_keeps_each_tensor_its_values_strides_and_identity(stack)
         assert torch.equal(t, values) and t.stride() == stride and id(t) == ident
     fused.detach().mul_(2)  # one storage: a change to the fused tensor is the peers' change
     assert all(torch.equal(t, 2 * values) for t, (values, _, _) in zip(tensors, before))
+
+
+def test_a_single_output_channel_kernel_is_fused_without_overlap() -> None:
+    convs = [torch.nn.Conv2d(3, 1, 1) for _ in range(3)]  # (1, 3, 1, 1): any stride on dim 0
+    for c in convs:
+        c.weight.data = c.weight.data.as_strided((1, 3, 1, 1), (1, 1, 1, 1))
+    values = [c.weight.clone() for c in convs]
+    fused = SharedStorage(convs, "weight").fused()
+    assert fused.shape == (3, 3, 1, 1)
+    assert torch.equal(fused.detach(), torch.cat(values))
