@@ -42,7 +42,6 @@ class SharedStorage:
     """
 
     def __init__(self, modules: Sequence[nn.Module], name: str, *, stack: bool = False) -> None:
-        self.modules = list(modules)
         self.name = name
         # The dicts the modules keep the tensor in (read directly: nn.Module.__getattr__ is
         # slow, and this runs for every fused tensor at every step).
@@ -86,9 +85,8 @@ class SharedStorage:
         self._fused, self._key = fused, self._current_key()
 
     def _slices(self, fused: torch.Tensor) -> Sequence[torch.Tensor]:
-        if self.stack:
-            return fused.unbind(0)
-        return fused.split(self.tensors[0].shape[0])
+        """The K peers' parts of ``fused`` (or of its gradient), as views."""
+        return fused.unbind(0) if self.stack else fused.chunk(len(self._homes))
 
     def _hand_out(self, fused: torch.Tensor) -> None:
         """Give each peer tensor its slice of the fused gradient, then clear that gradient."""
